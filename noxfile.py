@@ -1,0 +1,61 @@
+"""nox sessions. `nox -s test` is the CI entry point (see README)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "test"]
+
+TORCH = "torch==2.13.0"  # the CPU build on this project's machines; a looser pin pulls a multi-GB CUDA wheel
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session
+def test(session: nox.Session) -> None:
+    """Default test selection (no slow tests), hypothesis CI profile (derandomised)."""
+    _install(session, "test")
+    session.run("pytest", "-m", "not slow", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
+
+
+@nox.session
+def test_slow(session: nox.Session) -> None:
+    """Only the tests marked slow."""
+    _install(session, "test")
+    session.run("pytest", "-m", "slow", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "vlmref", "tests", "benchmarks", "scripts", "noxfile.py")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job on the embedded default: render every model's template on the bundled sample."""
+    _install(session, "tokenizers")
+    session.run("vlmref", "demo")
+
+
+@nox.session
+def golden(session: nox.Session) -> None:
+    """Regenerate golden/ from the real tokenizers, then show what changed (commit it with the reason)."""
+    _install(session, "tokenizers")
+    session.run("python", "scripts/make_golden.py", *session.posargs)
+    session.run("git", "--no-pager", "diff", "--stat", "--", "golden", external=True)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput benchmarks (pytest-benchmark); JSON results under .benchmarks/."""
+    _install(session, "test")
+    out = os.path.join(".benchmarks", "bench.json")
+    session.run("pytest", "benchmarks", "-p", "no:cacheprovider", "--benchmark-only",
+                f"--benchmark-json={out}", *session.posargs)

@@ -1,0 +1,1 @@
+"""The ``vlmref`` command line (``vlmref --help``); importing it does not import torch."""

@@ -1,0 +1,103 @@
+"""``vlmref`` entry point: ``list``, ``render``, ``demo``. Flags keep ms-swift 2.2.0's names."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import __version__
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ..models.registry import MODELS
+    from ..templates import TEMPLATES
+
+    if args.what == "templates":
+        for name in TEMPLATES.names():
+            meta = TEMPLATES.get(name)
+            users = [m for m in MODELS.names() if MODELS.get(m).template == name]
+            aliases = f" (alias: {', '.join(meta.aliases)})" if meta.aliases else ""
+            print(f"{name}{aliases}\n  media: {meta.media}, tags: {meta.infer_media_type}, system: "
+                  f"{'yes' if meta.supports_system else 'no'}, default system: {meta.default_system!r}\n"
+                  f"  models: {', '.join(users) or '-'}\n  deviations from ms-swift 2.2.0: {len(meta.deviations)}")
+            for d in meta.deviations:
+                print(f"    - {d}")
+        return 0
+    for name in MODELS.names():
+        m = MODELS.get(name)
+        aliases = f" (ms-swift 2.2.0: {', '.join(m.aliases)})" if m.aliases else ""
+        print(f"{name}{aliases}")
+        print(f"  ModelScope: {m.ms_model_id}   HF: {m.hf_model_id}")
+        print(f"  template: {m.template}   LoRA DEFAULT: {', '.join(m.lora_target_modules)}   "
+              f"gradient_checkpointing: {m.gradient_checkpointing}")
+        print(f"  merge-lora: {'yes' if m.support_merge_lora else 'no — ' + m.merge_lora_note}")
+        print(f"  dataset rules: {m.rules.note}")
+        if m.upstream_requires:
+            print(f"  ms-swift 2.2.0 requires: {', '.join(m.upstream_requires)} (vlmref: none beyond its own pins)")
+        for f in m.footprints:
+            print(f"  documented: {f.mode:5s} {f.gpus} x {f.gb_per_gpu:g} GB on {f.gpu_kind} ({f.launch}; {f.seed})")
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from ..errors import VlmrefError
+    from .render import load_cli_tokenizer, render_report
+
+    history = json.loads(args.history) if args.history else []
+    example = {"query": args.query, "response": args.response, "history": history, "system": args.system,
+               "images": args.images or []}
+    tokenizer, desc = load_cli_tokenizer(args.model_type, args.model_id_or_path)
+    try:
+        print(render_report(args.model_type, example, tokenizer, desc, max_length=args.max_length,
+                            truncation_strategy=args.truncation_strategy))
+    except VlmrefError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .render import run_demo
+
+    return run_demo()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vlmref", description="Reference multimodal fine-tuning workflow (ms-swift 2.x).")
+    p.add_argument("--version", action="version", version=f"vlmref {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list model types or templates")
+    ls.add_argument("what", choices=["models", "templates"])
+    ls.set_defaults(func=_cmd_list)
+
+    r = sub.add_parser("render", help="print a sample's rendered prompt, label mask and ids")
+    r.add_argument("--model_type", required=True)
+    r.add_argument("--query", required=True)
+    r.add_argument("--response", default=None)
+    r.add_argument("--history", default=None, help='JSON list of [query, response] pairs, e.g. \'[["hi", "hello"]]\'')
+    r.add_argument("--system", default=None, help="'' turns the system prompt off; omitted = template default")
+    r.add_argument("--images", nargs="*", default=None, help="image paths (their size sets LLaVA-NeXT/IXC-2.5 counts)")
+    r.add_argument("--model_id_or_path", default=None, help="folder with the tokenizer files")
+    r.add_argument("--max_length", type=int, default=None)
+    r.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
+    r.set_defaults(func=_cmd_render)
+
+    d = sub.add_parser("demo", help="render every model's template on the bundled sample")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..models.registry import MODELS
+
+    args = build_parser().parse_args(argv)
+    if getattr(args, "model_type", None) is not None and args.model_type not in MODELS:
+        print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}", file=sys.stderr)
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""``vlmref render`` and ``vlmref demo``: show exactly what a template makes of a sample.
+
+Output (llava-mistral, one image)::
+
+    [RENDERED]    <s>[INST] ⟦image 0⟧\\nDescribe this image. [/INST]A red rectangle.</s>
+    [MASK]        <s>[INST] ⟦image 0⟧\\nDescribe this image. [/INST][[A red rectangle.]][[</s>]]
+    [INPUT_IDS]   (2360) 1 733 16289 28793 28705 [32000 * 2340] 13 ...
+    [LABELS]      [-100 * 2355] 330 2760 ...
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..models.registry import MODELS
+from ..templates import TEMPLATES, get_template
+
+SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample.json"
+_MARKER = re.compile(r"<\|[^|<>]+\|>|\[UNUSED_TOKEN_\d+\]|</?s>|<image>|</?img>|<imgpad>|<pad>|<unk>")
+
+
+def runs_text(values: list[int] | None) -> str:
+    """ids with runs of 4+ equal values written ``[v * n]`` (ms-swift's print_example style)."""
+    if values is None:
+        return "None"
+    out: list[str] = []
+    i = 0
+    while i < len(values):
+        j = i
+        while j < len(values) and values[j] == values[i]:
+            j += 1
+        out.append(f"[{values[i]} * {j - i}]" if j - i >= 4 else " ".join(str(v) for v in values[i:j]))
+        i = j
+    return " ".join(out)
+
+
+def stand_in_tokenizer(model_type: str):
+    """A byte-level tokenizer whose special tokens are the template's markers (synthetic ids from 1)."""
+    from ..testing.tiny_tokenizer import TinyTokenizer
+
+    meta = MODELS.get(model_type)
+    tpl = TEMPLATES.get(meta.template)
+    text = json.dumps([tpl.prefix, tpl.prompt, tpl.chat_sep, tpl.suffix, tpl.system_prefix], ensure_ascii=False)
+    spec = meta.tokenizer
+    bos, eos, pad = spec.bos or "<s>", spec.eos or "</s>", spec.pad or spec.eos or "</s>"
+    names = sorted(set(_MARKER.findall(json.loads(json.dumps(text)))) | {bos, eos, pad, *spec.add_tokens, "<image>"}
+                   | ({"<img>", "</img>", "<imgpad>"} if spec.kind == "qwen-vl" else set()))
+    return TinyTokenizer({n: i + 1 for i, n in enumerate(names)}, bos=bos, eos=eos, pad=pad)
+
+
+def load_cli_tokenizer(model_type: str, model_id_or_path: str | None):
+    """(tokenizer, description): the given folder, else ../shared/tokenizers, else the byte-level stand-in."""
+    from ..models.loader import get_model_tokenizer, shared_tokenizer_folder
+
+    folder = model_id_or_path or shared_tokenizer_folder(model_type)
+    if folder is not None:
+        try:
+            _, tok = get_model_tokenizer(model_type, load_model=False, model_id_or_path=folder)
+            return tok, f"{folder} ({MODELS.get(model_type).tokenizer.kind})"
+        except ImportError as err:  # transformers/tokenizer extras missing
+            print(f"note: real tokenizer unavailable ({err}); using the byte-level stand-in", file=sys.stderr)
+    return stand_in_tokenizer(model_type), "byte-level stand-in (ids are not the model's; see README 'Real tokenizers')"
+
+
+def render_report(model_type: str, example: dict[str, Any], tokenizer: Any, tokenizer_desc: str, **template_kw) -> str:
+    meta = MODELS.get(model_type)
+    template = get_template(meta.template, tokenizer, **template_kw)
+    rendered = template.render(example)
+    enc = template.encode(example)
+    lines = [
+        f"model_type: {meta.model_type}   template: {meta.template}   tokenizer: {tokenizer_desc}",
+        f"[RENDERED]  {rendered.text()!r}",
+        f"[MASK]      {rendered.mask_view()!r}   (supervised in [[ ]])",
+        f"[INPUT_IDS] ({len(enc['input_ids'])}) {runs_text(enc['input_ids'])}",
+        f"[LABELS]    {runs_text(enc['labels'])}",
+    ]
+    if enc["image_spans"]:
+        lines.append(f"[IMAGES]    {[str(m) for m in enc['images']]} at (start, length) {enc['image_spans']}")
+    for key in ("token_type_ids", "im_mask", "image_sizes"):
+        if enc.get(key):
+            value = enc[key] if key == "image_sizes" else runs_text(enc[key])
+            lines.append(f"[{key.upper()}] {value}")
+    return "\n".join(lines)
+
+
+def write_sample_images(folder: Path) -> dict[str, str]:
+    """The bundled sample's images, drawn with PIL (no binary assets in the package)."""
+    from PIL import Image, ImageDraw
+
+    sample = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    paths = {}
+    for name, spec in sample["images"].items():
+        img = Image.new("RGB", (spec["width"], spec["height"]), tuple(spec["background"]))
+        ImageDraw.Draw(img).ellipse([spec["width"] // 4, spec["height"] // 4, spec["width"] * 3 // 4,
+                                     spec["height"] * 3 // 4], fill=tuple(spec["shape"]))
+        path = folder / name
+        img.save(path)
+        paths[name] = str(path)
+    return paths
+
+
+def run_demo(out=None) -> int:
+    """Render every model type's template on the bundled sample (the README's main job for now)."""
+    out = out or sys.stdout
+    sample = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="vlmref-demo-") as tmp:
+        paths = write_sample_images(Path(tmp))
+        for model_type in MODELS.names():
+            meta = MODELS.get(model_type)
+            row = sample["rows"]["inline_img" if meta.template in ("qwen-vl", "internlm-xcomposer2", "internlm-xcomposer2_5")
+                                 else "images_column"]
+            example = json.loads(json.dumps(row).replace("{image}", paths["cat.png"]))
+            tokenizer, desc = load_cli_tokenizer(model_type, None)
+            print(render_report(model_type, example, tokenizer, desc), file=out)
+            print("-" * 50, file=out)
+    print(f"rendered {len(MODELS)} model types; templates: {', '.join(TEMPLATES.names())}", file=out)
+    return 0

@@ -1,0 +1,38 @@
+"""Chat templates of the five families, registered as data; ``get_template`` binds one to a tokenizer.
+
+Pure Python: importing this package never imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+from . import families  # noqa: F401  (registers every template)
+from .base import Rendered, Segment, Template, get_template
+from .meta import TEMPLATES, ImageSlot, TemplateMeta, register_template
+
+
+class TemplateType:
+    """Template type names (ms-swift 2.2.0 strings)."""
+
+    qwen = "qwen"
+    qwen_vl = "qwen-vl"
+    cogvlm = "cogvlm"
+    internlm_xcomposer2 = "internlm-xcomposer2"
+    internlm_xcomposer2_5 = "internlm-xcomposer2_5"
+    yi_vl = "yi-vl"
+    llava_mistral = "llava-mistral"
+    llava_yi = "llava-yi"
+    llama_llava_next = "llama-llava-next"
+    llava_qwen_instruct = "llava-qwen-instruct"
+
+
+__all__ = [
+    "TEMPLATES",
+    "ImageSlot",
+    "Rendered",
+    "Segment",
+    "Template",
+    "TemplateMeta",
+    "TemplateType",
+    "get_template",
+    "register_template",
+]

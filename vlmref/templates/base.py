@@ -1,0 +1,320 @@
+"""The template engine: example -> context list -> segments -> ids/labels, with ms-swift 2.2.0 semantics.
+
+Pipeline of ``Template.encode`` (see docs/templates.md and ``../shared/spec/swift-2.2.0.md`` section 1.2)::
+
+    example ─ add <image> tags ─ check ─ system ─ context list with loss flags ─ <image> -> placeholder
+            ─ merge adjacent unsupervised text ─ tokenize each text segment alone (add_special_tokens=False)
+            ─ family media step (expand image slots, extras) ─ truncation (delete | truncation_left)
+
+Everything here is pure Python: the tokenizer is any object with ``encode(text, add_special_tokens=False)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import SequenceTooLongError, TemplateInputError
+from .media import MediaContext, get_media_step
+from .meta import TEMPLATES, Element, ImageSlot, TemplateMeta
+
+IMAGE_TAG = "<image>"
+_PLACEHOLDERS = ("{{SYSTEM}}", "{{QUERY}}", "{{ROUND0}}", "{{ROUND1}}")
+TruncationStrategy = Literal["delete", "truncation_left"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One unit of the context list after merging: text, literal ids, or an image slot, with its loss flag."""
+
+    value: str | tuple[int, ...] | ImageSlot
+    loss: bool
+
+    @property
+    def kind(self) -> str:
+        if isinstance(self.value, str):
+            return "text"
+        return "image" if isinstance(self.value, ImageSlot) else "ids"
+
+
+@dataclass
+class Rendered:
+    """The tokenizer-independent view of one example: segments plus the images they refer to."""
+
+    segments: list[Segment]
+    images: list[Any]
+    system: str | None
+
+    def text(self) -> str:
+        """Segments joined; id segments as ``⟦ids⟧`` and image slots as ``⟦image N⟧``."""
+        return "".join(_segment_text(s) for s in self.segments)
+
+    def mask_view(self) -> str:
+        """Like ``text()`` but with supervised segments wrapped in ``[[...]]``."""
+        return "".join(f"[[{_segment_text(s)}]]" if s.loss else _segment_text(s) for s in self.segments)
+
+
+def _segment_text(seg: Segment) -> str:
+    if isinstance(seg.value, str):
+        return seg.value
+    if isinstance(seg.value, ImageSlot):
+        return f"⟦image {seg.value.index}⟧"
+    return "⟦" + ",".join(str(i) for i in seg.value) + "⟧"
+
+
+class Template:
+    """A template bound to a tokenizer. ``encode(example)`` takes ms-swift's example dict.
+
+    >>> tpl.encode({'query': 'Describe this image.', 'response': 'A cat.', 'images': ['cat.png']})  # doctest: +SKIP
+    {'input_ids': [...], 'labels': [-100, ..., 330, 5255, 28723, 2], 'image_spans': [[4, 2144]], ...}
+    """
+
+    def __init__(
+        self,
+        meta: TemplateMeta,
+        tokenizer: Any,
+        default_system: str | None = None,
+        max_length: int | None = None,
+        truncation_strategy: TruncationStrategy = "delete",
+        media_root: str | None = None,
+        **media_options: Any,
+    ) -> None:
+        if truncation_strategy == "ignore":  # ms-swift alias
+            truncation_strategy = "delete"
+        if truncation_strategy not in ("delete", "truncation_left"):
+            raise ValueError(f"truncation_strategy must be 'delete' or 'truncation_left', got {truncation_strategy!r}")
+        self.meta = meta
+        self.template_type = meta.template_type
+        self.tokenizer = tokenizer
+        system = meta.default_system
+        if default_system is not None:
+            if default_system and not meta.supports_system:
+                raise TemplateInputError(meta.template_type, "default_system", "this template has no system prompt")
+            system = default_system or None
+        self.default_system = system
+        self.max_length = max_length if max_length is None or max_length > 0 else None
+        self.truncation_strategy = truncation_strategy
+        self.media_root = media_root
+        self.media = get_media_step(meta.media)(meta, tokenizer, media_root=media_root, **media_options)
+
+    # ---- public API -------------------------------------------------------------------------------------------
+    @property
+    def suffix(self) -> list[Element]:
+        return list(self.meta.suffix)
+
+    @property
+    def stop_words(self) -> list[str]:
+        return list(self.meta.stop_words)
+
+    def render(self, example: dict[str, Any]) -> Rendered:
+        """Build the merged segment list for ``example`` (no tokenizer ids except literal id elements)."""
+        query, response, history, images, system = self._prepare(example)
+        contexts: list[tuple[Element | ImageSlot, bool]] = []
+        prefix = self.meta.prefix if system is None else self.meta.system_prefix
+        assert prefix is not None
+        self._extend(contexts, prefix, system=system)
+        rounds = [*history, [query, response]]
+        for i, (q, r) in enumerate(rounds):
+            elements: list[Element] = list(self.meta.prompt)
+            if i < len(rounds) - 1:
+                elements.append("{{RESPONSE}}")
+                if rounds[i + 1][0]:
+                    elements += list(self.meta.chat_sep or ())
+            elif r is not None:
+                elements.append("{{RESPONSE}}")
+                elements += list(self.meta.suffix)
+            if q or r:
+                self._extend(contexts, elements, query=q, response=r, round0=i)
+        segments = self._split_images(contexts, images)
+        return Rendered(segments=_merge(segments), images=images, system=system)
+
+    def encode(self, example: dict[str, Any]) -> dict[str, Any]:
+        """Encode ``example`` into ``input_ids``, ``labels`` (``None`` for a generation prompt) and family extras.
+
+        Raises ``SequenceTooLongError`` under ``truncation_strategy='delete'`` when the final sequence (image tokens
+        included) is longer than ``max_length``, and ``TemplateInputError`` for examples the template cannot take.
+        """
+        rendered = self.render(example)
+        infer = example.get("response") is None
+        ids: list[int] = []
+        labels: list[int] = []
+        slots: list[tuple[int, int]] = []  # (position, image index) of each image slot
+        for seg in rendered.segments:
+            if isinstance(seg.value, ImageSlot):
+                slots.append((len(ids), seg.value.index))
+                continue
+            if isinstance(seg.value, str):
+                piece = list(self.tokenizer.encode(seg.value, add_special_tokens=False))
+            else:
+                piece = list(seg.value)
+            ids += piece
+            labels += piece if seg.loss else [-100] * len(piece)
+        ctx = MediaContext(input_ids=ids, labels=labels, slots=slots, images=list(rendered.images))
+        encoded = self.media.expand(ctx)
+        encoded = self._truncate(encoded)
+        out: dict[str, Any] = {"input_ids": encoded.input_ids, "labels": None if infer else encoded.labels}
+        out["image_spans"] = [list(s) for s in encoded.spans]
+        out["images"] = encoded.images
+        out.update(encoded.extras)
+        return out
+
+    # ---- steps ------------------------------------------------------------------------------------------------
+    def _prepare(self, example: dict[str, Any]) -> tuple[str, str | None, list[list[str]], list[Any], str | None]:
+        t = self.template_type
+        query = example.get("query")
+        if query is None:
+            query = ""
+        if not isinstance(query, str):
+            raise TemplateInputError(t, "query", f"expected a string, got {type(query).__name__}")
+        response = example.get("response")
+        if response is not None and not isinstance(response, str):
+            raise TemplateInputError(t, "response", f"expected a string or None, got {type(response).__name__}")
+        history = copy.deepcopy(example.get("history") or [])
+        for i, turn in enumerate(history):
+            if not isinstance(turn, (list, tuple)) or len(turn) != 2 or not all(isinstance(x, str) for x in turn):
+                raise TemplateInputError(t, "history", f"turn {i} must be a [query, response] pair of strings")
+        history = [list(turn) for turn in history]
+        if history and not self.meta.supports_multi_round:
+            raise TemplateInputError(t, "history", "this template supports a single round only")
+        images = example.get("images") or []
+        if not isinstance(images, (list, tuple)):
+            images = [images]  # ms-swift wraps a bare image; unlike ms-swift, the caller's dict is not mutated
+        images = list(images)
+        query, history, images = self.media.collect_inline_images(query, history, images)
+        query, history, images = self._add_default_tags(query, history, images)
+        self._check_images(images)
+        system = example.get("system")
+        if system is None:
+            system = self.default_system
+        elif system == "":
+            system = None
+        elif not self.meta.supports_system:
+            raise TemplateInputError(t, "system", "this template does not support a system prompt (pass '' or None)")
+        return query, response, history, images, system
+
+    def _add_default_tags(self, query: str, history: list[list[str]], images: list[Any]):
+        """Place ``<image>`` tags the way ms-swift 2.2.0 does ('round': one entry per turn; else all in round 1)."""
+        t = self.template_type
+        if not any(images):
+            return query, history, []
+        user_text = "\n".join([h[0] for h in history] + [query])
+        if IMAGE_TAG in user_text:
+            images = [m for m in images if m]
+            n_tags = user_text.count(IMAGE_TAG)
+            if n_tags != len(images):
+                raise TemplateInputError(t, "images", f"{n_tags} {IMAGE_TAG} tag(s) in the user turns but {len(images)} image(s)")
+            return query, history, images
+        if self.meta.infer_media_type == "round":
+            if len(images) != len(history) + 1:
+                raise TemplateInputError(
+                    t,
+                    "images",
+                    f"expected one entry per turn ({len(history) + 1}: history + query), got {len(images)}; "
+                    "use None for a turn without an image, or write <image> tags in the text",
+                )
+            for turn, image in zip(history, images, strict=False):
+                if image:
+                    turn[0] = IMAGE_TAG + turn[0]
+            if images[-1]:
+                query = IMAGE_TAG + query
+            return query, history, [m for m in images if m]
+        images = [m for m in images if m]
+        tags = IMAGE_TAG * len(images)
+        if history:
+            history[0][0] = tags + history[0][0]
+        else:
+            query = tags + query
+        return query, history, images
+
+    def _check_images(self, images: list[Any]) -> None:
+        t = self.template_type
+        if self.meta.max_images is not None and len(images) > self.meta.max_images:
+            raise TemplateInputError(t, "images", f"at most {self.meta.max_images} image(s) per sample, got {len(images)}")
+        if self.meta.image_paths_only:
+            for i, image in enumerate(images):
+                if not isinstance(image, str):
+                    raise TemplateInputError(t, "images", f"image {i} must be a path or URL string, got {type(image).__name__}")
+
+    def _extend(self, out: list, elements: Sequence[Element], *, query=None, response=None, system=None, round0=None):
+        """Substitute placeholders and attach ms-swift's loss flag to each element."""
+        for element in elements:
+            if element == "{{RESPONSE}}":
+                out.append((response, True))
+                continue
+            if isinstance(element, str):
+                for key, value in (("{{SYSTEM}}", system), ("{{QUERY}}", query)):
+                    if value is not None:
+                        element = element.replace(key, value)
+                if round0 is not None:
+                    element = element.replace("{{ROUND0}}", str(round0)).replace("{{ROUND1}}", str(round0 + 1))
+                out.append((element, element in self.meta.suffix))
+            else:
+                out.append((self._resolve_ids(element), element in self.meta.suffix))
+
+    def _resolve_ids(self, element: tuple) -> tuple[int, ...]:
+        ids = []
+        for item in element:
+            if isinstance(item, str):
+                value = getattr(self.tokenizer, item, None)
+                if value is None:
+                    raise TemplateInputError(self.template_type, "tokenizer", f"tokenizer has no {item}")
+                ids.append(int(value))
+            else:
+                ids.append(int(item))
+        return tuple(ids)
+
+    def _split_images(self, contexts: list, images: list[Any]) -> list[Segment]:
+        """Split text on ``<image>`` (only when the sample has images, as ms-swift does) and insert placeholders."""
+        out: list[Segment] = []
+        index = 0
+        for value, loss in contexts:
+            if not images or not isinstance(value, str) or IMAGE_TAG not in value:
+                out.append(Segment(value, loss))
+                continue
+            for part in re.split(f"({re.escape(IMAGE_TAG)})", value):
+                if part != IMAGE_TAG:
+                    out.append(Segment(part, loss))
+                    continue
+                for element in self.meta.image_placeholder:
+                    if isinstance(element, ImageSlot):
+                        out.append(Segment(ImageSlot(index), False))
+                    elif isinstance(element, str):
+                        out.append(Segment(element.replace("{{PATH}}", str(images[index])), loss))
+                    else:
+                        out.append(Segment(self._resolve_ids(element), loss))
+                index += 1
+        return out
+
+    def _truncate(self, enc):
+        if self.max_length is None or len(enc.input_ids) <= self.max_length:
+            return enc
+        if self.truncation_strategy == "delete":
+            raise SequenceTooLongError(self.template_type, len(enc.input_ids), self.max_length, enc.image_token_count())
+        return enc.truncate_left(self.max_length, self.template_type, self.meta.max_images)
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    """Concatenate runs of unsupervised text (ms-swift ``_simplify_context_list``); drop empty text."""
+    out: list[Segment] = []
+    for seg in segments:
+        if isinstance(seg.value, str) and not seg.loss and out and isinstance(out[-1].value, str) and not out[-1].loss:
+            out[-1] = Segment(out[-1].value + seg.value, False)
+        else:
+            out.append(seg)
+    return [s for s in out if not (isinstance(s.value, str) and s.value == "" and not s.loss)]
+
+
+def get_template(
+    template_type: str,
+    tokenizer: Any,
+    default_system: str | None = None,
+    max_length: int | None = None,
+    truncation_strategy: TruncationStrategy = "delete",
+    **kwargs: Any,
+) -> Template:
+    """ms-swift's ``get_template``: a fresh ``Template`` for ``template_type`` bound to ``tokenizer``."""
+    meta = TEMPLATES.get(template_type)
+    return Template(meta, tokenizer, default_system, max_length, truncation_strategy, **kwargs)

@@ -1,0 +1,38 @@
+"""Qwen (text) and Qwen-VL ChatML templates.
+
+qwen-vl, one image from the images column, default system::
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n<img>cat.png</img>Describe this
+    image.<|im_end|>\\n<|im_start|>assistant\\n [[A cat.]][[<|im_end|>]]
+
+The Qwen-VL tokenizer turns ``<img>PATH</img>`` into 258 ids (``<img>``, the path's UTF-8 bytes as ids 0-255,
+``<imgpad>`` up to 256, ``</img>``). Inline ``<img>`` tags in the text (``Picture 1:<img>p</img>\\n``) work the same.
+"""
+
+from ..meta import TemplateMeta, register_template
+
+QWEN_SYSTEM = "You are a helpful assistant."
+_SOURCE = "ms-swift 2.2.0 swift/llm/utils/template.py L785-821 (QwenTemplate, QwenVLTemplate)"
+
+_CHATML = dict(
+    prefix=(),
+    prompt=("<|im_start|>user\n{{QUERY}}<|im_end|>\n<|im_start|>assistant\n",),
+    chat_sep=("<|im_end|>\n",),
+    suffix=("<|im_end|>",),
+    system_prefix=("<|im_start|>system\n{{SYSTEM}}<|im_end|>\n",),
+    default_system=QWEN_SYSTEM,
+    stop_words=("<|im_end|>",),
+    source=_SOURCE,
+)
+
+QWEN = register_template(TemplateMeta(template_type="qwen", **_CHATML))
+
+QWEN_VL = register_template(
+    TemplateMeta(
+        template_type="qwen-vl",
+        media="qwen_vl",
+        image_placeholder=("<img>{{PATH}}</img>",),
+        image_paths_only=True,
+        **_CHATML,
+    )
+)

@@ -1,0 +1,225 @@
+"""Per-family media steps: turn image slots in a tokenized sample into the positions the model fills.
+
+A step runs after segment-wise tokenization. It knows how many LLM positions each image takes and which id
+fills them, and adds the family's extras::
+
+    qwen_vl      <img>PATH</img> is expanded by the Qwen-VL tokenizer itself (258 ids); spans are found in the ids
+    cogvlm       1227 x pad_token_id right after BOS, token_type_ids 1 there
+    xcomposer2   N x IMAGE_SENTINEL at each slot, im_mask 1 there (N = 256 for the 7b at 224 px; HD count for 2.5)
+    yi_vl        1024 x IMAGE_SENTINEL at each slot (448 px CLIP ViT-H/14)
+    llava_next   anyres count x the tokenizer's <image> id at each slot, image_sizes (h, w) per image
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import TemplateInputError
+from .image_tokens import LLAVA_NEXT_GRID_PINPOINTS, llava_next_image_tokens, xcomposer2_5_image_tokens
+from .meta import TemplateMeta
+
+IMAGE_SENTINEL = -200  # LLaVA's IMAGE_TOKEN_INDEX: an id no embedding has, so a missed image fails loudly
+
+
+@dataclass
+class MediaContext:
+    """A tokenized sample before/after its media step. ``token_extras`` align with ids, ``image_extras`` with images."""
+
+    input_ids: list[int]
+    labels: list[int]
+    slots: list[tuple[int, int]] = field(default_factory=list)
+    images: list[Any] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    token_extras: dict[str, list[int]] = field(default_factory=dict)
+    image_extras: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def extras(self) -> dict[str, list]:
+        return {**self.token_extras, **self.image_extras}
+
+    def image_token_count(self) -> int:
+        return sum(n for _, n in self.spans)
+
+    def truncate_left(self, max_length: int, template_type: str, max_images: int | None) -> MediaContext:
+        """Keep the last ``max_length`` positions, moving the cut forward so that no image span is split."""
+        start = len(self.input_ids) - max_length
+        for s, n in self.spans:
+            if s < start < s + n:
+                start = s + n
+        kept = [i for i, (s, _) in enumerate(self.spans) if s >= start]
+        return MediaContext(
+            input_ids=self.input_ids[start:],
+            labels=self.labels[start:],
+            images=[self.images[i] for i in kept],
+            spans=[(self.spans[i][0] - start, self.spans[i][1]) for i in kept],
+            token_extras={k: v[start:] for k, v in self.token_extras.items()},
+            image_extras={k: [v[i] for i in kept] for k, v in self.image_extras.items()},
+        )
+
+
+def image_hw(image: Any, media_root: str | None, template_type: str) -> tuple[int, int]:
+    """(height, width) of a PIL image or a local image file (only the header is read)."""
+    if hasattr(image, "size") and hasattr(image, "mode"):
+        w, h = image.size
+        return int(h), int(w)
+    if isinstance(image, str):
+        path = image if os.path.isabs(image) or media_root is None else os.path.join(media_root, image)
+        if os.path.isfile(path):
+            from PIL import Image
+
+            with Image.open(path) as im:
+                w, h = im.size
+            return int(h), int(w)
+        raise TemplateInputError(template_type, "images", f"image file not found: {path!r} (its size sets the token count)")
+    raise TemplateInputError(template_type, "images", f"cannot read the size of a {type(image).__name__}")
+
+
+class MediaStep:
+    """Base step: no images become tokens (text-only templates)."""
+
+    def __init__(self, meta: TemplateMeta, tokenizer: Any, *, media_root: str | None = None, **options: Any) -> None:
+        self.meta = meta
+        self.tokenizer = tokenizer
+        self.media_root = media_root
+        self.options = options
+
+    def collect_inline_images(self, query: str, history: list[list[str]], images: list[Any]):
+        return query, history, images
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        return ctx
+
+    def _repeat_slots(self, ctx: MediaContext, counts: list[int], fill: int, mask_key: str | None) -> MediaContext:
+        """Replace each slot by ``counts[i]`` x ``fill`` with labels -100 (optionally a 0/1 mask extra)."""
+        ids, labels, mask, spans = [], [], [], []
+        prev = 0
+        for (pos, _index), n in zip(ctx.slots, counts, strict=False):
+            ids += ctx.input_ids[prev:pos]
+            labels += ctx.labels[prev:pos]
+            mask += [0] * (pos - prev)
+            spans.append((len(ids), n))
+            ids += [fill] * n
+            labels += [-100] * n
+            mask += [1] * n
+            prev = pos
+        ids += ctx.input_ids[prev:]
+        labels += ctx.labels[prev:]
+        mask += [0] * (len(ctx.input_ids) - prev)
+        out = MediaContext(input_ids=ids, labels=labels, images=ctx.images, spans=spans)
+        if mask_key:
+            out.token_extras[mask_key] = mask
+        return out
+
+
+class QwenVLMedia(MediaStep):
+    """Images are ``<img>PATH</img>`` text; the Qwen-VL tokenizer makes them 258 ids. Spans are read from the ids."""
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        start_id = self.tokenizer.convert_tokens_to_ids("<img>")
+        end_id = self.tokenizer.convert_tokens_to_ids("</img>")
+        pad_id = self.tokenizer.convert_tokens_to_ids("<imgpad>")
+        spans, paths = [], []
+        ids = ctx.input_ids
+        i = 0
+        while i < len(ids):
+            if ids[i] == start_id:
+                j = ids.index(end_id, i)
+                body = ids[i + 1 : j]
+                raw = bytes(b for b in (body[: body.index(pad_id)] if pad_id in body else body))
+                paths.append(raw.decode("utf-8", errors="replace"))
+                spans.append((i, j - i + 1))
+                i = j + 1
+            else:
+                i += 1
+        return MediaContext(input_ids=ids, labels=ctx.labels, images=paths, spans=spans)
+
+
+class CogVLMMedia(MediaStep):
+    """One image: ``vision_tokens`` pad ids right after BOS (position 0), ``token_type_ids`` 1 on them."""
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        n_text = len(ctx.input_ids)
+        if not ctx.images:
+            return MediaContext(ctx.input_ids, ctx.labels, images=[], token_extras={"token_type_ids": [0] * n_text})
+        n = int(self.options.get("vision_tokens", 1227))
+        pad = self.tokenizer.pad_token_id
+        ids = ctx.input_ids[:1] + [pad] * n + ctx.input_ids[1:]
+        labels = ctx.labels[:1] + [-100] * n + ctx.labels[1:]
+        ttype = [0] + [1] * n + [0] * (n_text - 1)
+        return MediaContext(ids, labels, images=ctx.images, spans=[(1, n)], token_extras={"token_type_ids": ttype})
+
+
+_IMG_TAG = re.compile(r"<img>(.+?)</img>")
+
+
+class XComposer2Media(MediaStep):
+    """``<img>PATH</img>`` in user text become image slots (ms-swift's regex); ``im_mask`` marks image rows."""
+
+    def collect_inline_images(self, query, history, images):
+        found: list[str] = []
+
+        def take(text: str) -> str:
+            found.extend(_IMG_TAG.findall(text))
+            return _IMG_TAG.sub("<image>", text)
+
+        history = [[take(q), r] for q, r in history]
+        query = take(query)
+        if found and any(images):
+            raise TemplateInputError(
+                self.meta.template_type, "images", "inline <img> tags and an images column in one sample are ambiguous; use one"
+            )
+        return query, history, found or images
+
+    def counts(self, ctx: MediaContext) -> list[int]:
+        if self.meta.media == "xcomposer2_5":
+            hd_num = int(self.options.get("hd_num", 24 if len(ctx.images) <= 1 else 6))
+            sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type) for _, i in ctx.slots]
+            return [xcomposer2_5_image_tokens(h, w, hd_num=hd_num) for h, w in sizes]
+        return [int(self.options.get("image_tokens", 256))] * len(ctx.slots)
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        return self._repeat_slots(ctx, self.counts(ctx), IMAGE_SENTINEL, "im_mask")
+
+
+class YiVLMedia(MediaStep):
+    """Each slot becomes ``image_tokens`` (default (448/14)^2 = 1024) sentinel positions."""
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        n = int(self.options.get("image_tokens", 1024))
+        return self._repeat_slots(ctx, [n] * len(ctx.slots), IMAGE_SENTINEL, None)
+
+
+class LlavaNextMedia(MediaStep):
+    """Each slot becomes the anyres count of ``<image>`` ids, as transformers' LlavaNext expects."""
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        image_id = self.tokenizer.convert_tokens_to_ids("<image>")
+        if image_id is None or image_id == getattr(self.tokenizer, "unk_token_id", None):
+            raise TemplateInputError(self.meta.template_type, "tokenizer", "tokenizer has no <image> token")
+        pinpoints = self.options.get("image_grid_pinpoints", LLAVA_NEXT_GRID_PINPOINTS)
+        sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type) for _, i in ctx.slots]
+        counts = [llava_next_image_tokens(h, w, pinpoints=pinpoints) for h, w in sizes]
+        out = self._repeat_slots(ctx, counts, int(image_id), None)
+        out.image_extras["image_sizes"] = [[h, w] for h, w in sizes]
+        return out
+
+
+_STEPS: dict[str, type[MediaStep]] = {
+    "text": MediaStep,
+    "qwen_vl": QwenVLMedia,
+    "cogvlm": CogVLMMedia,
+    "xcomposer2": XComposer2Media,
+    "xcomposer2_5": XComposer2Media,
+    "yi_vl": YiVLMedia,
+    "llava_next": LlavaNextMedia,
+}
+
+
+def get_media_step(name: str) -> type[MediaStep]:
+    try:
+        return _STEPS[name]
+    except KeyError:
+        raise KeyError(f"unknown media step {name!r}; known: {sorted(_STEPS)}") from None
