@@ -11,7 +11,6 @@ Output (llava-mistral, one image)::
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Any
 
 from ..models.registry import MODELS
 from ..templates import TEMPLATES, get_template
+from ..templates.meta import template_markers
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample.json"
-_MARKER = re.compile(r"<\|[^|<>]+\|>|\[UNUSED_TOKEN_\d+\]|</?s>|<image>|</?img>|<imgpad>|<pad>|<unk>")
 
 
 def runs_text(values: list[int] | None) -> str:
@@ -44,11 +43,9 @@ def stand_in_tokenizer(model_type: str):
     from ..testing.tiny_tokenizer import TinyTokenizer
 
     meta = MODELS.get(model_type)
-    tpl = TEMPLATES.get(meta.template)
-    text = json.dumps([tpl.prefix, tpl.prompt, tpl.chat_sep, tpl.suffix, tpl.system_prefix], ensure_ascii=False)
     spec = meta.tokenizer
     bos, eos, pad = spec.bos or "<s>", spec.eos or "</s>", spec.pad or spec.eos or "</s>"
-    names = sorted(set(_MARKER.findall(json.loads(json.dumps(text)))) | {bos, eos, pad, *spec.add_tokens, "<image>"}
+    names = sorted(template_markers(TEMPLATES.get(meta.template)) | {bos, eos, pad, *spec.add_tokens, "<image>"}
                    | ({"<img>", "</img>", "<imgpad>"} if spec.kind == "qwen-vl" else set()))
     return TinyTokenizer({n: i + 1 for i, n in enumerate(names)}, bos=bos, eos=eos, pad=pad)
 

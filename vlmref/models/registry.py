@@ -149,41 +149,36 @@ _register(ModelMeta(
     ),
 ))
 
-_XCOMPOSER_MERGE = ("documented unsupported: internlm-xcomposer2 best practice ('该模型不支持merge-lora') and "
-                    "modelscope/ms-swift#448 (merged PLoRA model produced NaN/<unk>)")
-_register(ModelMeta(
-    model_type=ModelType.internlm_xcomposer2_7b_chat,
+_XCOMPOSER = dict(
     aliases=(),
-    ms_model_id="Shanghai_AI_Laboratory/internlm-xcomposer2-7b",
-    hf_model_id="internlm/internlm-xcomposer2-7b",
-    template="internlm-xcomposer2",
     lora_target_modules=("wqkv",),
     tokenizer=TokenizerSpec("sentencepiece", "internlm2", eos="[UNUSED_TOKEN_145]"),
     rules=_ANY_IMAGES,
     architecture="internlm_xcomposer2",
     support_merge_lora=False,
-    merge_lora_note=_XCOMPOSER_MERGE,
+    merge_lora_note=("documented unsupported: internlm-xcomposer2 best practice ('该模型不支持merge-lora') and "
+                     "modelscope/ms-swift#448 (merged PLoRA model produced NaN/<unk>)"),
+)
+_register(ModelMeta(
+    model_type=ModelType.internlm_xcomposer2_7b_chat,
+    ms_model_id="Shanghai_AI_Laboratory/internlm-xcomposer2-7b",
+    hf_model_id="internlm/internlm-xcomposer2-7b",
+    template="internlm-xcomposer2",
     media_options={"image_tokens": 256},
     footprints=(
         Footprint("infer", 21, 1, _A10, "single GPU", "internlm-xcomposer2.md"),
         Footprint("lora", 21, 1, _A10, "single GPU", "internlm-xcomposer2.md, --dataset coco-en-mini"),
     ),
     notes="config.json img_size 224 -> 16x16 = 256 image tokens (InternLM/InternLM-XComposer#492, finetune README)",
+    **_XCOMPOSER,
 ))
-
 _register(ModelMeta(
     model_type=ModelType.internlm_xcomposer2_5_7b_chat,
-    aliases=(),
     ms_model_id="Shanghai_AI_Laboratory/internlm-xcomposer2d5-7b",
     hf_model_id="internlm/internlm-xcomposer2d5-7b",
     template="internlm-xcomposer2_5",
-    lora_target_modules=("wqkv",),
-    tokenizer=TokenizerSpec("sentencepiece", "internlm2", eos="[UNUSED_TOKEN_145]"),
-    rules=_ANY_IMAGES,
-    architecture="internlm_xcomposer2",
-    support_merge_lora=False,
-    merge_lora_note=_XCOMPOSER_MERGE,
     notes="registered in ms-swift 2.2.1 (not 2.2.0); eos <|im_end|> is the same id (92542) as [UNUSED_TOKEN_145]",
+    **_XCOMPOSER,
 ))
 
 for _mt, _ms, _hf, _fp in (

@@ -185,6 +185,7 @@ class Template:
         images = list(images)
         query, history, images = self.media.collect_inline_images(query, history, images)
         query, history, images = self._add_default_tags(query, history, images)
+        self._check_media_tags_in_replies(response, history, example.get("system"), bool(images))
         self._check_images(images)
         system = example.get("system")
         if system is None:
@@ -228,6 +229,19 @@ class Template:
         else:
             query = tags + query
         return query, history, images
+
+    def _check_media_tags_in_replies(self, response, history, system, has_images: bool) -> None:
+        """Image tags belong to user turns. ms-swift splits them anywhere, so a literal ``<image>`` in a reply
+        crashes or misplaces images, and Qwen-VL's tokenizer turns ``<img>..</img>`` in a reply into a supervised
+        image; vlmref refuses both, naming the field."""
+        tags = [IMAGE_TAG] if has_images else []
+        if self.meta.media == "qwen_vl":
+            tags.append("<img>")
+        places = [("response", response), ("system", system)] + [(f"history[{i}] response", r) for i, (_, r) in enumerate(history)]
+        for field_name, text in places:
+            for tag in tags:
+                if isinstance(text, str) and tag in text:
+                    raise TemplateInputError(self.template_type, field_name, f"{tag} is only allowed in user turns")
 
     def _check_images(self, images: list[Any]) -> None:
         t = self.template_type

@@ -11,6 +11,7 @@ Text may hold ``{{SYSTEM}}``, ``{{QUERY}}``, ``{{ROUND0}}``, ``{{ROUND1}}``; ``'
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -74,3 +75,12 @@ def register_template(meta: TemplateMeta) -> TemplateMeta:
     if meta.default_system is not None and meta.system_prefix is None:
         raise ValueError(f"template {meta.template_type!r}: a default_system needs a system_prefix")
     return TEMPLATES.register(meta.template_type, meta, aliases=meta.aliases)
+
+
+_MARKER = re.compile(r"<\|[^|<>]+\|>|\[UNUSED_TOKEN_\d+\]|</?s>|<image>|</?img>|<imgpad>|<pad>|<unk>")
+
+
+def template_markers(meta: TemplateMeta) -> set[str]:
+    """Special-token strings a template writes as text (``<|im_start|>``, ``[UNUSED_TOKEN_146]``, ``<s>``, ...)."""
+    parts = (meta.prefix, meta.prompt, meta.chat_sep or (), meta.suffix, meta.system_prefix or ())
+    return {m for part in parts for e in part if isinstance(e, str) for m in _MARKER.findall(e)}

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import VlmrefError
 from ..models.registry import MODELS, TokenizerSpec
 from ..templates import TEMPLATES, Template, get_template
+from ..templates.meta import template_markers
 
 SEMANTICS = "ms-swift 2.2.0 (tag v2.2.0, 99cb37fb) swift/llm/utils/template.py, except the recorded deviations"
 
@@ -158,14 +159,9 @@ def expected_for(template: Template, example: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_MARKER = re.compile(r"<\|[^|<>]+\|>|\[UNUSED_TOKEN_\d+\]|</?s>|<image>|</?img>|<imgpad>|<pad>|<unk>")
-
-
 def special_ids(template_type: str, tokenizer: Any) -> dict[str, Any]:
     """Marker strings of the template (and bos/eos/pad) that the real tokenizer keeps as one token, with ids."""
-    meta = TEMPLATES.get(template_type)
-    text = json.dumps([meta.prefix, meta.prompt, meta.chat_sep, meta.suffix, meta.system_prefix], ensure_ascii=False)
-    names = set(_MARKER.findall(json.loads(json.dumps(text)))) | {"<image>", "<img>", "</img>", "<imgpad>"}
+    names = template_markers(TEMPLATES.get(template_type)) | {"<image>", "<img>", "</img>", "<imgpad>"}
     roles = {r: getattr(tokenizer, f"{r}_token", None) for r in ("bos", "eos", "pad")}
     names |= {v for v in roles.values() if v}
     ids = {}
