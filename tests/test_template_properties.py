@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stand_in import all_template_specials
 
 from vlmref.errors import SequenceTooLongError
 from vlmref.templates import TEMPLATES, get_template
@@ -21,42 +22,8 @@ from vlmref.templates.image_tokens import llava_next_image_tokens, xcomposer2_5_
 from vlmref.templates.media import IMAGE_SENTINEL
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 
-# Special-token ids as the real tokenizers give them (golden cases, meta.special_tokens).
-_IM = {"<|im_start|>": 151644, "<|im_end|>": 151645}
-SPECIALS: dict[str, tuple[dict[str, int], str | None, str | None, str | None]] = {
-    "qwen": (dict(_IM), None, "<|im_end|>", None),
-    "qwen-vl": ({**_IM, "<img>": 151857, "</img>": 151858, "<imgpad>": 151859}, None, "<|im_end|>", None),
-    "cogvlm": ({"<unk>": 0, "<s>": 1, "</s>": 2}, "<s>", "</s>", "<unk>"),
-    "internlm-xcomposer2": (
-        {"<s>": 1, "[UNUSED_TOKEN_145]": 92542, "[UNUSED_TOKEN_146]": 92543},
-        "<s>",
-        "[UNUSED_TOKEN_145]",
-        None,
-    ),
-    "yi-vl": ({"<unk>": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}, "<|startoftext|>", "<|endoftext|>", "<unk>"),
-    "llava-mistral": ({"<s>": 1, "</s>": 2, "<image>": 32000, "<pad>": 32001}, "<s>", "</s>", "<pad>"),
-    "llava-yi": (
-        {"<unk>": 0, "<|startoftext|>": 1, "<|im_start|>": 6, "<|im_end|>": 7, "<image>": 64000},
-        "<|startoftext|>",
-        "<|im_end|>",
-        "<unk>",
-    ),
-    "llama-llava-next": (
-        {
-            "<|begin_of_text|>": 128000,
-            "<|end_of_text|>": 128001,
-            "<|start_header_id|>": 128006,
-            "<|end_header_id|>": 128007,
-            "<|eot_id|>": 128009,
-            "<image>": 128256,
-        },
-        "<|begin_of_text|>",
-        "<|end_of_text|>",
-        None,
-    ),
-    "llava-qwen-instruct": ({**_IM, "<|endoftext|>": 151643, "<image>": 151646}, None, "<|im_end|>", "<|endoftext|>"),
-}
-SPECIALS["internlm-xcomposer2_5"] = SPECIALS["internlm-xcomposer2"]
+# Special-token ids as the real tokenizers give them, from the golden cases (tests/stand_in.py).
+SPECIALS = all_template_specials()
 TEMPLATE_TYPES = sorted(SPECIALS)
 
 # What remains of an <image> tag once its span positions are removed (the placeholder's text outside the span).

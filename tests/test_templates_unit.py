@@ -6,57 +6,15 @@ import copy
 import dataclasses
 
 import pytest
+from stand_in import all_template_specials
 
 from vlmref.errors import SequenceTooLongError, TemplateInputError
 from vlmref.templates import TEMPLATES, get_template, register_template
 from vlmref.templates.media import IMAGE_SENTINEL
 from vlmref.testing.tiny_tokenizer import BYTE_OFFSET, TinyTokenizer
 
-# Special-token ids as the real tokenizers give them (golden/templates/*/..., meta.special_tokens).
-SPECIALS = {
-    "qwen": ({"<|im_end|>": 151645, "<|im_start|>": 151644}, None, "<|im_end|>", None),
-    "qwen-vl": (
-        {"<|im_end|>": 151645, "<|im_start|>": 151644, "<img>": 151857, "</img>": 151858, "<imgpad>": 151859},
-        None,
-        "<|im_end|>",
-        None,
-    ),
-    "cogvlm": ({"<unk>": 0, "<s>": 1, "</s>": 2}, "<s>", "</s>", "<unk>"),
-    "internlm-xcomposer2": (
-        {"<s>": 1, "[UNUSED_TOKEN_145]": 92542, "[UNUSED_TOKEN_146]": 92543},
-        "<s>",
-        "[UNUSED_TOKEN_145]",
-        None,
-    ),
-    "yi-vl": ({"<unk>": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}, "<|startoftext|>", "<|endoftext|>", "<unk>"),
-    "llava-mistral": ({"<s>": 1, "</s>": 2, "<image>": 32000, "<pad>": 32001}, "<s>", "</s>", "<pad>"),
-    "llava-yi": (
-        {"<unk>": 0, "<|startoftext|>": 1, "<|im_start|>": 6, "<|im_end|>": 7, "<image>": 64000},
-        "<|startoftext|>",
-        "<|im_end|>",
-        "<unk>",
-    ),
-    "llama-llava-next": (
-        {
-            "<|begin_of_text|>": 128000,
-            "<|end_of_text|>": 128001,
-            "<|start_header_id|>": 128006,
-            "<|end_header_id|>": 128007,
-            "<|eot_id|>": 128009,
-            "<image>": 128256,
-        },
-        "<|begin_of_text|>",
-        "<|end_of_text|>",
-        None,
-    ),
-    "llava-qwen-instruct": (
-        {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<image>": 151646},
-        None,
-        "<|im_end|>",
-        "<|endoftext|>",
-    ),
-}
-SPECIALS["internlm-xcomposer2_5"] = SPECIALS["internlm-xcomposer2"]
+# Special-token ids as the real tokenizers give them, from the golden cases (tests/stand_in.py).
+SPECIALS = all_template_specials()
 
 
 def tok(template_type: str) -> TinyTokenizer:
