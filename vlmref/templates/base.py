@@ -185,7 +185,6 @@ class Template:
         images = list(images)
         query, history, images = self.media.collect_inline_images(query, history, images)
         query, history, images = self._add_default_tags(query, history, images)
-        self._check_media_tags_in_replies(response, history, example.get("system"), bool(images))
         self._check_images(images)
         system = example.get("system")
         if system is None:
@@ -194,6 +193,7 @@ class Template:
             system = None
         elif not self.meta.supports_system:
             raise TemplateInputError(t, "system", "this template does not support a system prompt (pass '' or None)")
+        self._check_media_tags_in_replies(response, history, system, bool(images))
         return query, response, history, images, system
 
     def _add_default_tags(self, query: str, history: list[list[str]], images: list[Any]):
@@ -237,10 +237,11 @@ class Template:
         tags = [IMAGE_TAG] if has_images else []
         if self.meta.media == "qwen_vl":
             tags.append("<img>")
-        places = [("response", response), ("system", system)] + [(f"history[{i}] response", r) for i, (_, r) in enumerate(history)]
+        places = [("response", response), ("system", system)]
+        places += [(f"history[{i}] response", r) for i, (_, r) in enumerate(history)]
         for field_name, text in places:
             for tag in tags:
-                if isinstance(text, str) and tag in text:
+                if text and tag in text:
                     raise TemplateInputError(self.template_type, field_name, f"{tag} is only allowed in user turns")
 
     def _check_images(self, images: list[Any]) -> None:
