@@ -34,3 +34,40 @@ class SequenceTooLongError(VlmrefError, ValueError):
             f"[{template_type}] encoded length {length} (of which {image_tokens} image tokens) exceeds "
             f"max_length={max_length} with truncation_strategy='delete'"
         )
+
+
+class ImageLoadError(VlmrefError, ValueError):
+    """An image reference could not be turned into a usable image.
+
+    ``reason`` is a short code the dataset report counts by: ``missing``, ``corrupt``, ``unreachable``,
+    ``timeout``, ``too_large`` (bytes), ``too_many_pixels`` (decompression-bomb guard), ``invalid_base64``,
+    ``unsupported`` (a reference of a kind the caller cannot take).
+    """
+
+    def __init__(self, ref: str, reason: str, message: str) -> None:
+        self.ref = ref
+        self.reason = reason
+        super().__init__(f"image {ref}: {message}")
+
+
+class DatasetError(VlmrefError, ValueError):
+    """A dataset as a whole cannot be read (unsupported file type, unreadable file, unknown name, offline hub)."""
+
+
+class DatasetRowError(VlmrefError, ValueError):
+    """One dataset row is invalid. The message names file, line, field, what was expected and what was found::
+
+        data/train.jsonl:7: field 'images': expected exactly 1 image per conversation (cogvlm-17b-instruct); found 2
+    """
+
+    def __init__(
+        self, source: str, line: int | None, field: str, expected: str, found: str, reason: str = "invalid"
+    ) -> None:
+        self.source = source
+        self.line = line
+        self.field = field
+        self.expected = expected
+        self.found = found
+        self.reason = reason
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: field {field!r}: expected {expected}; found {found}")
