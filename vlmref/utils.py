@@ -33,3 +33,28 @@ def seed_everything(seed: int | None = None, full_determinism: bool = False, *, 
     if verbose:
         print(f"Global seed set to {seed}")
     return seed
+
+
+def cache_dir(*parts: str) -> str:
+    """vlmref's cache folder (``$VLMREF_CACHE``, else ``~/.cache/vlmref``) joined with ``parts``; created on demand."""
+    root = os.environ.get("VLMREF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vlmref")
+    path = os.path.join(root, *parts)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename (never half-written)."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
