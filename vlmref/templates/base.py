@@ -19,10 +19,11 @@ from typing import Any, Literal
 
 from ..errors import SequenceTooLongError, TemplateInputError
 from .media import MediaContext, get_media_step
-from .meta import TEMPLATES, Element, ImageSlot, TemplateMeta
+from .meta import TEMPLATES, Element, ImageSlot, TemplateMeta, template_markers
 
 IMAGE_TAG = "<image>"
 _PLACEHOLDERS = ("{{SYSTEM}}", "{{QUERY}}", "{{ROUND0}}", "{{ROUND1}}")
+_PLACEHOLDER_RE = re.compile(r"(\{\{SYSTEM\}\}|\{\{QUERY\}\})")
 TruncationStrategy = Literal["delete", "truncation_left"]
 
 
@@ -32,6 +33,7 @@ class Segment:
 
     value: str | tuple[int, ...] | ImageSlot
     loss: bool
+    protected: tuple[tuple[int, int], ...] = ()  # character ranges of caller text (query, response, system)
 
     @property
     def kind(self) -> str:
@@ -147,7 +149,7 @@ class Template:
                 slots.append((len(ids), seg.value.index))
                 continue
             if isinstance(seg.value, str):
-                piece = list(self.tokenizer.encode(seg.value, add_special_tokens=False))
+                piece = self._encode_text(seg)
             else:
                 piece = list(seg.value)
             ids += piece
@@ -160,6 +162,61 @@ class Template:
         out["images"] = encoded.images
         out.update(encoded.extras)
         return out
+
+    def check(self, example: dict[str, Any]) -> None:
+        """Run every input check of ``encode`` that needs no tokenizer (fields, turns, image tags and counts)."""
+        self._prepare(example)
+
+    # ---- tokenization of text segments --------------------------------------------------------------------------
+    def _encode_text(self, seg: Segment) -> list[int]:
+        """Tokenize one text segment alone (``add_special_tokens=False``), as ms-swift does.
+
+        Special-token strings that overlap caller text are tokenized as plain text, so ``<|im_end|>`` typed in a query
+        cannot end a turn and ``<image>`` typed without an image cannot become an image placeholder.
+        """
+        text = seg.value
+        assert isinstance(text, str)
+        hits = []
+        if seg.protected:
+            pattern = self._special_pattern()
+            if pattern is not None:
+                hits = [m.span() for m in pattern.finditer(text) if _overlaps(m.span(), seg.protected)]
+        if not hits:
+            return list(self.tokenizer.encode(text, add_special_tokens=False))
+        ids: list[int] = []
+        pos = 0
+        for start, end in hits:
+            if pos < start:
+                ids += self.tokenizer.encode(text[pos:start], add_special_tokens=False)
+            ids += self._encode_literal(text[start:end])
+            pos = end
+        if pos < len(text):
+            ids += self.tokenizer.encode(text[pos:], add_special_tokens=False)
+        return ids
+
+    def _encode_literal(self, text: str) -> list[int]:
+        """Ids for ``text`` read as plain characters; halves it until no special-token id remains (SentencePiece
+        user-defined pieces such as ``[UNUSED_TOKEN_146]`` match even with ``split_special_tokens``)."""
+        try:
+            ids = list(self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
+        except TypeError:
+            ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+        if len(text) < 2 or not set(ids) & self._special_ids:
+            return ids
+        mid = len(text) // 2
+        return self._encode_literal(text[:mid]) + self._encode_literal(text[mid:])
+
+    def _special_pattern(self) -> re.Pattern | None:
+        if not hasattr(self, "_special_re"):
+            names = special_token_strings(self.tokenizer, self.meta) - set(self.meta.user_markup)
+            self._special_ids = set()
+            for name in names:
+                token_id = _token_id(self.tokenizer, name)
+                if token_id is not None:
+                    self._special_ids.add(token_id)
+            ordered = sorted(names, key=len, reverse=True)
+            self._special_re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        return self._special_re
 
     # ---- steps ------------------------------------------------------------------------------------------------
     def _prepare(self, example: dict[str, Any]) -> tuple[str, str | None, list[list[str]], list[Any], str | None]:
@@ -254,20 +311,24 @@ class Template:
                     raise TemplateInputError(t, "images", f"image {i} must be a path or URL string, got {type(image).__name__}")
 
     def _extend(self, out: list, elements: Sequence[Element], *, query=None, response=None, system=None, round0=None):
-        """Substitute placeholders and attach ms-swift's loss flag to each element."""
+        """Substitute placeholders and attach ms-swift's loss flag to each element.
+
+        Entries are ``(value, loss, caller)``; ``caller`` marks text the caller supplied (query, response, system), whose
+        special-token strings are later tokenized as plain text.
+        """
         for element in elements:
             if element == "{{RESPONSE}}":
-                out.append((response, True))
+                out.append((response, True, True))
                 continue
-            if isinstance(element, str):
-                for key, value in (("{{SYSTEM}}", system), ("{{QUERY}}", query)):
-                    if value is not None:
-                        element = element.replace(key, value)
-                if round0 is not None:
-                    element = element.replace("{{ROUND0}}", str(round0)).replace("{{ROUND1}}", str(round0 + 1))
-                out.append((element, element in self.meta.suffix))
-            else:
-                out.append((self._resolve_ids(element), element in self.meta.suffix))
+            if not isinstance(element, str):
+                out.append((self._resolve_ids(element), element in self.meta.suffix, False))
+                continue
+            if round0 is not None:
+                element = element.replace("{{ROUND0}}", str(round0)).replace("{{ROUND1}}", str(round0 + 1))
+            values = {"{{SYSTEM}}": system, "{{QUERY}}": query}
+            parts = [(values[p], True) if values.get(p) is not None else (p, False) for p in _PLACEHOLDER_RE.split(element)]
+            loss = "".join(p for p, _ in parts) in self.meta.suffix
+            out.extend((p, loss, caller) for p, caller in parts if p)
 
     def _resolve_ids(self, element: tuple) -> tuple[int, ...]:
         ids = []
@@ -285,13 +346,13 @@ class Template:
         """Split text on ``<image>`` (only when the sample has images, as ms-swift does) and insert placeholders."""
         out: list[Segment] = []
         index = 0
-        for value, loss in contexts:
+        for value, loss, caller in contexts:
             if not images or not isinstance(value, str) or IMAGE_TAG not in value:
-                out.append(Segment(value, loss))
+                out.append(_segment(value, loss, caller))
                 continue
             for part in re.split(f"({re.escape(IMAGE_TAG)})", value):
                 if part != IMAGE_TAG:
-                    out.append(Segment(part, loss))
+                    out.append(_segment(part, loss, caller))
                     continue
                 for element in self.meta.image_placeholder:
                     if isinstance(element, ImageSlot):
@@ -311,12 +372,50 @@ class Template:
         return enc.truncate_left(self.max_length, self.template_type, self.meta.max_images)
 
 
+def _overlaps(span: tuple[int, int], ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(span[0] < b and a < span[1] for a, b in ranges)
+
+
+def _token_id(tokenizer: Any, token: str) -> int | None:
+    try:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+    except (KeyError, ValueError, TypeError):
+        return None
+    if token_id is None or (token_id == getattr(tokenizer, "unk_token_id", None) and token != getattr(tokenizer, "unk_token", None)):
+        return None
+    return int(token_id)
+
+
+def special_token_strings(tokenizer: Any, meta: TemplateMeta) -> set[str]:
+    """Strings the tokenizer maps to one special id: its added/special tokens and the template's own markers.
+
+    >>> sorted(special_token_strings(tok, TEMPLATES.get('qwen')))[:3]  # doctest: +SKIP
+    ['<|endoftext|>', '<|extra_0|>', '<|extra_100|>']
+    """
+    names: set[str] = set()
+    for attr in ("added_tokens_encoder", "special_tokens", "specials"):  # HF added tokens, Qwen tiktoken, TinyTokenizer
+        table = getattr(tokenizer, attr, None)
+        if isinstance(table, dict):
+            names |= {k for k in table if isinstance(k, str) and k}
+    names |= {t for t in (getattr(tokenizer, "all_special_tokens", None) or []) if isinstance(t, str) and t}
+    names |= {m for m in template_markers(meta) if _token_id(tokenizer, m) is not None}
+    return names
+
+
+def _segment(value: Any, loss: bool, caller: bool) -> Segment:
+    protected = ((0, len(value)),) if caller and isinstance(value, str) and value else ()
+    return Segment(value, loss, protected)
+
+
 def _merge(segments: list[Segment]) -> list[Segment]:
     """Concatenate runs of unsupervised text (ms-swift ``_simplify_context_list``); drop empty text."""
     out: list[Segment] = []
     for seg in segments:
         if isinstance(seg.value, str) and not seg.loss and out and isinstance(out[-1].value, str) and not out[-1].loss:
-            out[-1] = Segment(out[-1].value + seg.value, False)
+            prev = out[-1]
+            shift = len(prev.value)
+            ranges = prev.protected + tuple((a + shift, b + shift) for a, b in seg.protected)
+            out[-1] = Segment(prev.value + seg.value, False, ranges)
         else:
             out.append(seg)
     return [s for s in out if not (isinstance(s.value, str) and s.value == "" and not s.loss)]

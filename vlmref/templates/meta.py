@@ -52,6 +52,7 @@ class TemplateMeta:
     image_placeholder: tuple[Element | ImageSlot, ...] = ()
     max_images: int | None = None
     image_paths_only: bool = False
+    user_markup: tuple[str, ...] = ()  # special tokens a user may type on purpose (Qwen-VL <img>, <ref>, <box>)
     lazy_tokenize: bool = False
     stop_words: tuple[str, ...] = ()
     deviations: tuple[str, ...] = ()

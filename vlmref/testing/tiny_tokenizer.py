@@ -42,9 +42,9 @@ class TinyTokenizer:
     def pad_token_id(self) -> int | None:
         return self._id(self.pad_token)
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool = False, split_special_tokens: bool = False) -> list[int]:
         ids: list[int] = []
-        parts = self._pattern.split(text) if self._pattern else [text]
+        parts = self._pattern.split(text) if self._pattern and not split_special_tokens else [text]
         in_img: bytearray | None = None
         for part in parts:
             if in_img is not None:  # Qwen-VL rule: <img> + content bytes as ids 0-255 + <imgpad> to 256 + </img>

@@ -109,6 +109,8 @@ class QwenTokenizer(PreTrainedTokenizer):
 
     # -- encoding -------------------------------------------------------------------------------------
     def tokenize(self, text: str, allowed_special="all", disallowed_special=(), **kwargs) -> list[bytes | str]:
+        if kwargs.get("split_special_tokens"):  # special-token text is read as plain text
+            allowed_special = set()
         return [self.decoder[i] for i in self._encode_ids(text, allowed_special, disallowed_special)]
 
     def _encode_ids(self, text: str, allowed_special="all", disallowed_special=()) -> list[int]:

@@ -33,6 +33,7 @@ QWEN_VL = register_template(
         media="qwen_vl",
         image_placeholder=("<img>{{PATH}}</img>",),
         image_paths_only=True,
+        user_markup=("<img>", "</img>", "<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>"),
         **_CHATML,
     )
 )
