@@ -10,12 +10,15 @@ class VlmrefError(Exception):
 class TemplateInputError(VlmrefError, ValueError):
     """A sample cannot be encoded by a template (e.g. a system prompt for a template without one).
 
-    ``field`` names the offending field of the example (``system``, ``images``, ``history``, ...).
+    ``field`` names the offending field of the example (``system``, ``images``, ``history``, ...); ``reason`` is a
+    short code a dataset report counts by (``wrong_type``, ``multi_turn``, ``system_unsupported``, ``tag_count``,
+    ``images_per_turn``, ``tag_in_reply``, ``image_count``, ``image_kind``, ...).
     """
 
-    def __init__(self, template_type: str, field: str, message: str) -> None:
+    def __init__(self, template_type: str, field: str, message: str, reason: str = "template_input") -> None:
         self.template_type = template_type
         self.field = field
+        self.reason = reason
         super().__init__(f"[{template_type}] field {field!r}: {message}")
 
 

@@ -1,4 +1,4 @@
-"""``vlmref`` entry point: ``list``, ``render``, ``demo``. Flags keep ms-swift 2.2.0's names."""
+"""``vlmref`` entry point: ``list``, ``render``, ``check-data``, ``demo``. Flags keep ms-swift 2.2.0's names."""
 
 from __future__ import annotations
 
@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max_length", type=int, default=None)
     r.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
     r.set_defaults(func=_cmd_render)
+
+    from .check_data import add_parser as add_check_data
+
+    add_check_data(sub)
 
     d = sub.add_parser("demo", help="render every model's template on the bundled sample")
     d.set_defaults(func=_cmd_demo)

@@ -225,17 +225,17 @@ class Template:
         if query is None:
             query = ""
         if not isinstance(query, str):
-            raise TemplateInputError(t, "query", f"expected a string, got {type(query).__name__}")
+            raise TemplateInputError(t, "query", f"expected a string, got {type(query).__name__}", "wrong_type")
         response = example.get("response")
         if response is not None and not isinstance(response, str):
-            raise TemplateInputError(t, "response", f"expected a string or None, got {type(response).__name__}")
+            raise TemplateInputError(t, "response", f"expected a string or None, got {type(response).__name__}", "wrong_type")
         history = copy.deepcopy(example.get("history") or [])
         for i, turn in enumerate(history):
             if not isinstance(turn, (list, tuple)) or len(turn) != 2 or not all(isinstance(x, str) for x in turn):
-                raise TemplateInputError(t, "history", f"turn {i} must be a [query, response] pair of strings")
+                raise TemplateInputError(t, "history", f"turn {i} must be a [query, response] pair of strings", "wrong_type")
         history = [list(turn) for turn in history]
         if history and not self.meta.supports_multi_round:
-            raise TemplateInputError(t, "history", "this template supports a single round only")
+            raise TemplateInputError(t, "history", "this template supports a single round only", "multi_turn")
         images = example.get("images") or []
         if not isinstance(images, (list, tuple)):
             images = [images]  # ms-swift wraps a bare image; unlike ms-swift, the caller's dict is not mutated
@@ -249,7 +249,7 @@ class Template:
         elif system == "":
             system = None
         elif not self.meta.supports_system:
-            raise TemplateInputError(t, "system", "this template does not support a system prompt (pass '' or None)")
+            raise TemplateInputError(t, "system", "this template does not support a system prompt (pass '' or None)", "system_unsupported")
         self._check_media_tags_in_replies(response, history, system, bool(images))
         return query, response, history, images, system
 
@@ -263,7 +263,7 @@ class Template:
             images = [m for m in images if m]
             n_tags = user_text.count(IMAGE_TAG)
             if n_tags != len(images):
-                raise TemplateInputError(t, "images", f"{n_tags} {IMAGE_TAG} tag(s) in the user turns but {len(images)} image(s)")
+                raise TemplateInputError(t, "images", f"{n_tags} {IMAGE_TAG} tag(s) in the user turns but {len(images)} image(s)", "tag_count")
             return query, history, images
         if self.meta.infer_media_type == "round":
             if len(images) != len(history) + 1:
@@ -272,6 +272,7 @@ class Template:
                     "images",
                     f"expected one entry per turn ({len(history) + 1}: history + query), got {len(images)}; "
                     "use None for a turn without an image, or write <image> tags in the text",
+                    "images_per_turn",
                 )
             for turn, image in zip(history, images, strict=False):
                 if image:
@@ -299,16 +300,16 @@ class Template:
         for field_name, text in places:
             for tag in tags:
                 if text and tag in text:
-                    raise TemplateInputError(self.template_type, field_name, f"{tag} is only allowed in user turns")
+                    raise TemplateInputError(self.template_type, field_name, f"{tag} is only allowed in user turns", "tag_in_reply")
 
     def _check_images(self, images: list[Any]) -> None:
         t = self.template_type
         if self.meta.max_images is not None and len(images) > self.meta.max_images:
-            raise TemplateInputError(t, "images", f"at most {self.meta.max_images} image(s) per sample, got {len(images)}")
+            raise TemplateInputError(t, "images", f"at most {self.meta.max_images} image(s) per sample, got {len(images)}", "image_count")
         if self.meta.image_paths_only:
             for i, image in enumerate(images):
                 if not isinstance(image, str):
-                    raise TemplateInputError(t, "images", f"image {i} must be a path or URL string, got {type(image).__name__}")
+                    raise TemplateInputError(t, "images", f"image {i} must be a path or URL string, got {type(image).__name__}", "image_kind")
 
     def _extend(self, out: list, elements: Sequence[Element], *, query=None, response=None, system=None, round0=None):
         """Substitute placeholders and attach ms-swift's loss flag to each element.

@@ -12,12 +12,11 @@ fills them, and adds the family's extras::
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import TemplateInputError
+from ..errors import ImageLoadError, TemplateInputError
 from .image_tokens import LLAVA_NEXT_GRID_PINPOINTS, llava_next_image_tokens, xcomposer2_5_image_tokens
 from .meta import TemplateMeta
 
@@ -61,20 +60,14 @@ class MediaContext:
 
 
 def image_hw(image: Any, media_root: str | None, template_type: str) -> tuple[int, int]:
-    """(height, width) of a PIL image or a local image file (only the header is read)."""
-    if hasattr(image, "size") and hasattr(image, "mode"):
-        w, h = image.size
-        return int(h), int(w)
-    if isinstance(image, str):
-        path = image if os.path.isabs(image) or media_root is None else os.path.join(media_root, image)
-        if os.path.isfile(path):
-            from PIL import Image
+    """(height, width) of any image reference (path, URL, base64, data URI, PIL image), from the header only and
+    after EXIF rotation (see ``vlmref.datasets.images.image_size``); relative paths are read under ``media_root``."""
+    from ..datasets.images import image_size
 
-            with Image.open(path) as im:
-                w, h = im.size
-            return int(h), int(w)
-        raise TemplateInputError(template_type, "images", f"image file not found: {path!r} (its size sets the token count)")
-    raise TemplateInputError(template_type, "images", f"cannot read the size of a {type(image).__name__}")
+    try:
+        return image_size(image, base_dir=media_root)
+    except ImageLoadError as err:
+        raise TemplateInputError(template_type, "images", str(err)) from err
 
 
 class MediaStep:

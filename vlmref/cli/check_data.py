@@ -1,0 +1,67 @@
+"""``vlmref check-data``: check every row of a dataset for one model type; exit 1 when any row is invalid.
+
+::
+
+    $ vlmref check-data --model_type cogvlm-17b-instruct --dataset data/train.jsonl --max_length 2048
+    data/train.jsonl:7: field 'images': expected exactly 1 image(s) per conversation (...); found 2
+    dataset check: model cogvlm-17b-instruct, every row checked
+      data/train.jsonl: 120 rows, 119 valid, 1 invalid
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import DatasetError, VlmrefError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("check-data", help="check a dataset against a model's rules; per-row report, exit 1 if any row is invalid")
+    c.add_argument("--model_type", required=True)
+    c.add_argument("--dataset", required=True, nargs="+", help="files (.json/.jsonl/.csv) or dataset names, name#N")
+    c.add_argument("--max_length", type=int, default=None, help="also check the encoded length (needs the tokenizer)")
+    c.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
+    c.add_argument("--model_id_or_path", default=None, help="folder with the model's tokenizer files")
+    c.add_argument("--check_images", default="true", choices=["true", "false"], help="open every image header")
+    c.add_argument("--inference", action="store_true", help="rows may end with a user turn (no response)")
+    c.add_argument("--json", dest="json_path", default=None, help="also write the full report as JSON to this path")
+    c.set_defaults(func=run)
+
+
+def _template(args: argparse.Namespace):
+    if args.max_length is None:
+        return None
+    from ..models.loader import shared_tokenizer_folder
+    from ..models.registry import MODELS
+    from ..templates import get_template
+    from .render import load_cli_tokenizer
+
+    if args.model_id_or_path is None and shared_tokenizer_folder(args.model_type) is None:
+        raise DatasetError(f"--max_length needs {args.model_type}'s tokenizer to count tokens: pass --model_id_or_path "
+                           "(a folder with its tokenizer files) or set VLMREF_TOKENIZERS_DIR")
+    tokenizer, _desc = load_cli_tokenizer(args.model_type, args.model_id_or_path)
+    return get_template(MODELS.get(args.model_type).template, tokenizer, max_length=args.max_length,
+                        truncation_strategy=args.truncation_strategy)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..datasets.loader import load_dataset
+    from ..utils import atomic_write_bytes
+
+    try:
+        loaded = load_dataset(args.dataset, args.model_type, check_dataset_strategy="discard", template=_template(args),
+                              check_images=args.check_images == "true", require_response=not args.inference)
+    except VlmrefError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = loaded.report
+    report.check_only = True
+    for issue in sorted(report.issues, key=lambda i: (i.source, i.line or 0)):
+        print(issue.message)
+    print(report.summary(max_issues=0))
+    if args.json_path:
+        atomic_write_bytes(args.json_path, json.dumps(report.to_dict(), ensure_ascii=False, indent=1).encode())
+        print(f"report written to {args.json_path}")
+    return 1 if report.issues else 0
