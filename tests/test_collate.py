@@ -216,6 +216,21 @@ def test_xcomposer2_5_hd_num_per_sample_and_mixed_batch() -> None:
     assert out["im_mask"][1].sum() == 0
 
 
+def test_xcomposer2_5_keeps_the_template_hd_num_after_truncation_left() -> None:
+    """Two images are counted with hd_num 6; truncation_left drops the first; the survivor is still tiled with 6."""
+    example = {"query": "<image>A<image>B", "response": "R", "images": [img(1500, 1500), img(1500, 1500, seed=1)]}
+    full = tpl("internlm-xcomposer2_5-7b-chat").encode(example)
+    (_, first_len), (second_start, _) = full["image_spans"]
+    cut = len(full["input_ids"]) - second_start + 1  # keeps only the second image whole
+    sample = tpl("internlm-xcomposer2_5-7b-chat", max_length=cut, truncation_strategy="truncation_left").encode(example)
+    assert len(sample["images"]) == 1 and sample["hd_num"] == [6]
+    out = collate("internlm-xcomposer2_5-7b-chat", [sample])
+    assert tuple(out["pixel_values"][0].shape) == (3, 1120, 1120)  # (2, 2) tiles: hd_num 6, not 24
+    stripped = {k: v for k, v in sample.items() if k != "hd_num"}
+    with pytest.raises(CollateError):  # without the record the count would be re-derived (24) and disagree
+        collate("internlm-xcomposer2_5-7b-chat", [stripped])
+
+
 def test_xcomposer2_5_pads_white_bottom_or_right() -> None:
     proc = XComposer2_5ImageProcessor()
     white = (1 - torch.tensor(OPENAI_CLIP_MEAN)) / torch.tensor(OPENAI_CLIP_STD)

@@ -68,6 +68,7 @@ def test_golden_case_template_logic(path: Path) -> None:
         assert [n for _, n in enc["image_spans"]] == [n for _, n in expected["image_spans"]]
         assert [str(m) for m in enc["images"]] == expected["images"]
         assert enc.get("image_sizes") == expected.get("image_sizes")
+        assert enc.get("hd_num") == expected.get("hd_num")
 
 
 def test_every_template_has_every_scenario() -> None:

@@ -187,7 +187,10 @@ class DataCollator:
             i = next(i for i, r in enumerate(refs) if r)
             raise CollateError(f"[{self.model_type}] batch[{i}] has images but template {self.template_type!r} takes none")
         per_sample = [[self._load(ref) for ref in r] for r in refs]
-        out = self.image_processor.process_batch(per_sample)
+        if any("hd_num" in s for s in batch):
+            out = self.image_processor.process_batch(per_sample, hd_nums=[s.get("hd_num") for s in batch])
+        else:
+            out = self.image_processor.process_batch(per_sample)
         self._check_positions(batch, refs, self.image_processor.positions(out))
         out["images_per_sample"] = torch.tensor([len(r) for r in refs], dtype=torch.long)
         return out

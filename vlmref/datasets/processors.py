@@ -208,9 +208,19 @@ class XComposer2_5ImageProcessor(ImageProcessor):
         hd = hd_num if hd_num is not None else self.hd_num_for(len(images))
         return {"pixel_values": [to_normalized_tensor(self.transform(im, hd)) for im in images]}
 
-    def process_batch(self, per_sample: Sequence[Sequence[Image.Image]]) -> dict[str, Any]:
-        """Each sample on its own (``hd_num`` depends on its image count); the lists are concatenated."""
-        return {"pixel_values": [t for images in per_sample for t in self(images)["pixel_values"]]}
+    def process_batch(
+        self, per_sample: Sequence[Sequence[Image.Image]], hd_nums: Sequence[Sequence[int] | None] | None = None
+    ) -> dict[str, Any]:
+        """Each sample on its own; the lists are concatenated. ``hd_nums[i]`` (the template's ``hd_num`` extra, one per
+        image) wins over the image count, so a sample that lost images to ``truncation_left`` keeps its tiling."""
+        out = []
+        for i, images in enumerate(per_sample):
+            given = hd_nums[i] if hd_nums is not None else None
+            if given:
+                out += [to_normalized_tensor(self.transform(im, int(h))) for im, h in zip(images, given, strict=True)]
+            else:
+                out += self(images)["pixel_values"]
+        return {"pixel_values": out}
 
     def grid(self, tensor: torch.Tensor) -> tuple[int, int]:
         """(rows, cols) of 560-px tiles of one processed image."""

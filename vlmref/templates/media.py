@@ -174,7 +174,12 @@ class XComposer2Media(MediaStep):
         return [int(self.options.get("image_tokens", 256))] * len(ctx.slots)
 
     def expand(self, ctx: MediaContext) -> MediaContext:
-        return self._repeat_slots(ctx, self.counts(ctx), IMAGE_SENTINEL, "im_mask")
+        out = self._repeat_slots(ctx, self.counts(ctx), IMAGE_SENTINEL, "im_mask")
+        if self.meta.media == "xcomposer2_5" and ctx.slots:
+            # the tiling budget each image was counted with; it stays right if truncation_left drops an image
+            hd_num = int(self.options.get("hd_num", 24 if len(ctx.images) <= 1 else 6))
+            out.image_extras["hd_num"] = [hd_num] * len(ctx.slots)
+        return out
 
 
 class YiVLMedia(MediaStep):

@@ -161,8 +161,9 @@ def expected_for(template: Template, example: dict[str, Any]) -> dict[str, Any]:
     for key in ("token_type_ids", "im_mask"):
         if key in enc:
             out[key + "_runs"] = _runs(enc[key])
-    if "image_sizes" in enc:
-        out["image_sizes"] = enc["image_sizes"]
+    for key in ("image_sizes", "hd_num"):  # per-image extras (LLaVA-NeXT sizes, XComposer2.5 tiling budget)
+        if key in enc:
+            out[key] = enc[key]
     return out
 
 
