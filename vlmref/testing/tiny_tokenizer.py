@@ -1,7 +1,8 @@
 """A byte-level stand-in tokenizer for testing template logic without the real tokenizer files.
 
 Special tokens keep the ids the real tokenizer gives them (the golden cases record them); every other byte b is
-id ``BYTE_OFFSET + b``. It splits on special tokens longest-first, as HF tokenizers do with added tokens.
+id ``BYTE_OFFSET + b``. It splits on special tokens longest-first, as HF tokenizers do with added tokens. ``byte_offset`` moves the byte ids
+(e.g. ``300`` keeps every id inside a real vocabulary, for feeding tiny models; no special id lies in 300-555).
 
 >>> tok = TinyTokenizer({'<s>': 1, '</s>': 2}, bos='<s>', eos='</s>')
 >>> tok.encode('<s>hi', add_special_tokens=False)
@@ -16,8 +17,13 @@ BYTE_OFFSET = 1_000_000
 
 
 class TinyTokenizer:
-    def __init__(self, specials: dict[str, int], *, bos: str | None = None, eos: str | None = None, pad: str | None = None):
+    def __init__(self, specials: dict[str, int], *, bos: str | None = None, eos: str | None = None, pad: str | None = None,
+                 byte_offset: int = BYTE_OFFSET):
         self.specials = dict(specials)
+        self.byte_offset = byte_offset
+        clash = [k for k, v in self.specials.items() if byte_offset <= v < byte_offset + 256]
+        if clash:
+            raise ValueError(f"special tokens {clash} fall in the byte id range {byte_offset}..{byte_offset + 255}")
         self._by_id = {v: k for k, v in self.specials.items()}
         self._pattern = (
             re.compile("(" + "|".join(re.escape(s) for s in sorted(self.specials, key=len, reverse=True)) + ")")
@@ -59,7 +65,7 @@ class TinyTokenizer:
             elif part in self.specials:
                 ids.append(self.specials[part])
             else:
-                ids += [BYTE_OFFSET + b for b in part.encode("utf-8")]
+                ids += [self.byte_offset + b for b in part.encode("utf-8")]
         if add_special_tokens and self.bos_token_id is not None:
             ids.insert(0, self.bos_token_id)
         return ids
@@ -67,8 +73,8 @@ class TinyTokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         out, buf = [], bytearray()
         for i in ids:
-            if i >= BYTE_OFFSET:
-                buf.append(i - BYTE_OFFSET)
+            if self.byte_offset <= i < self.byte_offset + 256:
+                buf.append(i - self.byte_offset)
                 continue
             out.append(buf.decode("utf-8", errors="replace"))
             buf.clear()
