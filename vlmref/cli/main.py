@@ -1,4 +1,4 @@
-"""``vlmref`` entry point: ``list``, ``render``, ``check-data``, ``demo``. Flags keep ms-swift 2.2.0's names."""
+"""``vlmref`` entry point: ``list``, ``render``, ``check-data``, ``model-info``, ``create-tiny``, ``demo``. Flags keep ms-swift 2.2.0's names."""
 
 from __future__ import annotations
 
@@ -85,8 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_render)
 
     from .check_data import add_parser as add_check_data
+    from .models import add_parsers as add_model_parsers
 
     add_check_data(sub)
+    add_model_parsers(sub)
 
     d = sub.add_parser("demo", help="render every model's template on the bundled sample")
     d.set_defaults(func=_cmd_demo)

@@ -48,6 +48,11 @@ class ArchSpec:
     source: str = ""
     # names (suffixes) peft's "ALL" must not wrap besides the output head, e.g. a vision tower's own head
     lora_all_exclude: tuple[str, ...] = ()
+    # regex -> replacement applied to checkpoint keys on load (transformers ``from_pretrained(key_mapping=...)``),
+    # for upstream layouts that differ from the module tree (lmms-lab LLaVA-NeXT)
+    key_mapping: dict[str, str] | None = None
+    # called as after_load(model, folder) once weights are in (e.g. Yi-VL's vision tower in a subfolder)
+    after_load: Callable[[Any, Any], None] | None = None
     # optional hook: full_config -> config dict with a given tokenizer's vocab/special ids (tiny checkpoints)
     adapt_to_tokenizer: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
     notes: tuple[str, ...] = field(default=())

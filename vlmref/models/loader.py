@@ -1,7 +1,8 @@
-"""``get_model_tokenizer``: the seeds' loading API. Tokenizers load from a local folder, never with remote code.
+"""``get_model_tokenizer``: the seeds' loading API. Models and tokenizers load from a local folder or a hub snapshot,
+never with remote code.
 
->>> model, tok = get_model_tokenizer('qwen-vl-chat', load_model=False, model_id_or_path='path/with/qwen.tiktoken')
-... # doctest: +SKIP
+>>> model, tok = get_model_tokenizer('qwen-vl-chat', torch.bfloat16, {'device_map': 'auto'},
+...                                  model_id_or_path='/models/Qwen-VL-Chat')  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -44,28 +45,91 @@ def get_model_tokenizer(
 ) -> tuple[Any, Any]:
     """Return ``(model, tokenizer)`` for ``model_type`` (a seed name or an ms-swift 2.2.0 alias).
 
-    With ``load_model=False`` the model is ``None`` and only the tokenizer is built, from ``model_id_or_path`` (a
-    folder with the model's tokenizer files). The tokenizer gets the special tokens the model adds (e.g. llava-hf's
-    ``<image>``), ms-swift's eos overrides, and pad := eos when it has none.
+    ``model_id_or_path``: a local folder (config.json, safetensors shards, tokenizer files) or a hub id; ``None``
+    means the registry's ModelScope id (HF id with ``USE_HF=1``), downloaded once into the hub cache. The model is
+    vlmref's own implementation of the architecture: no remote code runs, whatever the folder's ``auto_map`` says.
+    ``model_kwargs`` go to ``from_pretrained`` (e.g. ``{'device_map': 'auto'}``, ``{'low_cpu_mem_usage': True}``).
+    With ``load_model=False`` the model is ``None``. The tokenizer gets the special tokens the model adds (e.g.
+    llava-hf's ``<image>``), ms-swift's eos overrides, and pad := eos when it has none.
     """
     meta = MODELS.get(model_type)
-    if model_id_or_path is None:
-        raise ValueError(
-            f"{meta.model_type}: pass model_id_or_path (a local folder); downloading {meta.hf_model_id} / "
-            f"{meta.ms_model_id} from a hub arrives with the model loaders"
-        )
-    folder = Path(model_id_or_path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{meta.model_type}: model_id_or_path {str(folder)!r} is not a local folder")
+    folder = resolve_model_dir(meta.model_type, model_id_or_path)
     tokenizer = load_tokenizer(_tokenizer_kind(meta, folder), folder, special=meta.tokenizer.special())
     tokenizer.model_type = meta.model_type
     tokenizer.model_dir = str(folder)
     if not load_model:
         return None, tokenizer
-    raise NotImplementedError(
-        f"{meta.model_type}: building the model (load_model=True) is not available in this version; "
-        "use load_model=False for the tokenizer"
-    )
+    return load_pretrained_model(meta.model_type, folder, torch_dtype=torch_dtype, **(model_kwargs or {})), tokenizer
+
+
+def load_pretrained_model(model_type: str, folder: str | os.PathLike, torch_dtype: Any = None, **model_kwargs: Any):
+    """vlmref's model class for ``model_type`` with the weights in ``folder`` (safetensors or .bin, sharded or not)."""
+    import torch
+
+    from .arch import get_arch
+
+    spec = get_arch(model_type)
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{model_type}: no config.json in {folder}")
+    config = spec.config_class.from_pretrained(str(folder))
+    if isinstance(torch_dtype, str) and torch_dtype not in ("auto", "AUTO"):
+        torch_dtype = getattr(torch, torch_dtype)
+    if torch_dtype in (None, "auto", "AUTO"):
+        torch_dtype = _config_dtype(config)
+    model_kwargs.pop("trust_remote_code", None)  # never: vlmref implements the architecture itself
+    if spec.key_mapping:
+        model_kwargs.setdefault("key_mapping", dict(spec.key_mapping))
+    model = spec.model_class.from_pretrained(str(folder), config=config, dtype=torch_dtype, **model_kwargs)
+    if spec.after_load is not None:
+        spec.after_load(model, folder)
+    model.model_type = model_type
+    model.model_dir = str(folder)
+    model.eval()
+    return model
+
+
+def _config_dtype(config: Any):
+    import torch
+
+    value = getattr(config, "torch_dtype", None) or getattr(config, "dtype", None)
+    if isinstance(value, str):
+        value = getattr(torch, value, None)
+    return value if isinstance(value, torch.dtype) else torch.float32
+
+
+def resolve_model_dir(model_type: str, model_id_or_path: str | os.PathLike | None) -> Path:
+    """A local folder for the model: the given folder, or a hub snapshot (ModelScope, or HF with ``USE_HF=1``)."""
+    meta = MODELS.get(model_type)
+    if model_id_or_path is not None and Path(model_id_or_path).is_dir():
+        return Path(model_id_or_path)
+    if model_id_or_path is not None and (os.path.isabs(str(model_id_or_path)) or str(model_id_or_path).startswith(".")):
+        raise FileNotFoundError(f"{meta.model_type}: model_id_or_path {str(model_id_or_path)!r} is not a local folder")
+    use_hf = os.environ.get("USE_HF", "").lower() in ("1", "true", "yes")
+    model_id = str(model_id_or_path) if model_id_or_path is not None else (meta.hf_model_id if use_hf else meta.ms_model_id)
+    return Path(_snapshot_download(model_id, use_hf, meta.model_type))
+
+
+def _snapshot_download(model_id: str, use_hf: bool, model_type: str) -> str:
+    hub = "HuggingFace Hub" if use_hf else "ModelScope"
+    try:
+        if use_hf:
+            from huggingface_hub import snapshot_download
+        else:
+            from modelscope import snapshot_download
+    except ImportError as e:
+        raise ImportError(
+            f"{model_type}: downloading {model_id!r} from the {hub} needs "
+            f"{'huggingface_hub' if use_hf else 'modelscope (pip install modelscope)'}; or pass model_id_or_path=DIR "
+            f"(a local folder with the checkpoint){'' if use_hf else ', or set USE_HF=1 to use the HF Hub'}"
+        ) from e
+    try:
+        return snapshot_download(model_id)
+    except Exception as e:  # network / auth / missing repo: say what was tried and how to work offline
+        raise OSError(
+            f"{model_type}: could not download {model_id!r} from the {hub} ({type(e).__name__}: {e}). Offline? Pass "
+            "model_id_or_path=DIR with a local copy of the checkpoint (config.json, *.safetensors, tokenizer files)"
+        ) from e
 
 
 def shared_tokenizer_folder(model_type: str) -> Path | None:

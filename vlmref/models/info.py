@@ -1,0 +1,149 @@
+"""Parameter accounting on the meta device: per-component counts, image tokens, LoRA target resolution.
+
+``vlmref model-info --model_type llava1d6-mistral-7b-instruct``::
+
+    component        parameters
+    vision_tower       303,507,456
+    projector           20,979,712
+    language_model   7,111,0...
+    ...
+    LoRA DEFAULT (q_proj, k_proj, v_proj), r=8: 320 modules, 5,898,240 trainable
+
+LoRA target names match the way peft matches ``target_modules`` given as a list: a module is wrapped when its
+qualified name equals a target or ends with ``"." + target``. ``ALL`` is ms-swift 2.2.0's ``find_all_linears``: the
+last name component of every ``nn.Linear`` except the output head.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from .arch import COMPONENTS, ArchSpec, get_arch
+from .registry import MODELS
+
+LORA_RANK = 8  # ms-swift 2.2.0 --lora_rank default
+OUTPUT_HEADS = ("lm_head", "output")  # ms-swift find_all_linears: lm_head, InternLM2's `output`
+
+
+def build_on_meta(model_type: str, tiny: bool = False, **overrides: Any):
+    """The model with every tensor on the meta device (no memory, no init work)."""
+    import torch
+
+    spec = get_arch(model_type)
+    config = spec.build_config(tiny=tiny, **overrides)
+    with torch.device("meta"):
+        return spec.model_class(config)
+
+
+def component_of(name: str, spec: ArchSpec) -> str:
+    """The component whose (longest) prefix owns the parameter/buffer ``name``."""
+    best, best_len = None, -1
+    for component, prefixes in spec.components.items():
+        for prefix in prefixes:
+            if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best_len:
+                best, best_len = component, len(prefix)
+    if best is None:
+        raise KeyError(f"parameter {name!r} belongs to no component of {spec.model_type} ({spec.components})")
+    return best
+
+
+def parameter_counts(model: Any, spec: ArchSpec) -> dict[str, int]:
+    """Parameters per component (each counted once, tied weights once) and the total."""
+    counts: dict[str, int] = OrderedDict((c, 0) for c in COMPONENTS)
+    for name, param in model.named_parameters(remove_duplicate=True):
+        component = component_of(name, spec)
+        counts[component] = counts.get(component, 0) + param.numel()
+    counts["total"] = sum(v for k, v in counts.items() if k != "total")
+    return counts
+
+
+def linear_modules(model: Any) -> list[tuple[str, int, int]]:
+    import torch
+
+    return [(n, m.in_features, m.out_features) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+def resolve_lora_targets(model: Any, model_type: str, targets: str | list[str] | tuple[str, ...] = "DEFAULT") -> list[str]:
+    """``DEFAULT`` (the registry), ``ALL`` (every Linear's name but the head) or explicit names -> target names."""
+    if isinstance(targets, str):
+        if targets.upper() == "DEFAULT":
+            return list(MODELS.get(model_type).lora_target_modules)
+        if targets.upper() == "ALL":
+            exclude = set(get_arch(model_type).lora_all_exclude)
+            names = {n.rsplit(".", 1)[-1] for n, _, _ in linear_modules(model)}
+            return sorted(names - set(OUTPUT_HEADS) - exclude)
+        targets = [t.strip() for t in targets.replace(",", " ").split() if t.strip()]
+    return list(targets)
+
+
+def matched_linears(model: Any, targets: list[str]) -> list[tuple[str, int, int]]:
+    """The Linear modules peft wraps for ``targets`` (suffix matching on qualified names)."""
+    return [(n, i, o) for n, i, o in linear_modules(model) if any(n == t or n.endswith("." + t) for t in targets)]
+
+
+def lora_summary(model: Any, model_type: str, targets: Any, rank: int = LORA_RANK) -> dict[str, Any]:
+    spec = get_arch(model_type)
+    names = resolve_lora_targets(model, model_type, targets)
+    matched = matched_linears(model, names)
+    per_component: dict[str, int] = OrderedDict()
+    for name, i, o in matched:
+        component = component_of(name + ".weight", spec)
+        per_component[component] = per_component.get(component, 0) + rank * (i + o)
+    return {"targets": names, "modules": len(matched), "trainable": sum(rank * (i + o) for _, i, o in matched),
+            "trainable_by_component": dict(per_component), "rank": rank}
+
+
+def image_tokens_per_image(model_type: str, height: int, width: int) -> int:
+    """LLM positions one image of ``height`` x ``width`` takes (the same numbers the templates use)."""
+    from ..templates import TEMPLATES
+    from ..templates.image_tokens import LLAVA_NEXT_GRID_PINPOINTS, llava_next_image_tokens, xcomposer2_5_image_tokens
+
+    meta = MODELS.get(model_type)
+    media = TEMPLATES.get(meta.template).media
+    options = meta.media_options
+    if media == "cogvlm":
+        return int(options.get("vision_tokens", 1227))
+    if media == "qwen_vl":
+        return 258  # <img> + 256 image features + </img>
+    if media == "xcomposer2":
+        return int(options.get("image_tokens", 256))
+    if media == "xcomposer2_5":
+        return xcomposer2_5_image_tokens(height, width, hd_num=int(options.get("hd_num", 24)))
+    if media == "yi_vl":
+        return int(options.get("image_tokens", 1024))
+    if media == "llava_next":
+        return llava_next_image_tokens(height, width, pinpoints=options.get("image_grid_pinpoints", LLAVA_NEXT_GRID_PINPOINTS))
+    raise KeyError(f"{model_type}: template {meta.template!r} takes no images")
+
+
+def model_info(model_type: str, image_size: tuple[int, int] = (480, 640), rank: int = LORA_RANK) -> dict[str, Any]:
+    """Everything ``vlmref model-info`` prints, as data."""
+    spec = get_arch(model_type)
+    model = build_on_meta(model_type)
+    return {
+        "model_type": MODELS.canonical(model_type),
+        "family": spec.family,
+        "parameters": parameter_counts(model, spec),
+        "image_size": list(image_size),
+        "image_tokens_per_image": image_tokens_per_image(model_type, *image_size),
+        "lora": {"DEFAULT": lora_summary(model, model_type, "DEFAULT", rank),
+                 "ALL": lora_summary(model, model_type, "ALL", rank)},
+        "source": spec.source,
+    }
+
+
+def format_model_info(info: dict[str, Any]) -> str:
+    lines = [f"model_type: {info['model_type']}   family: {info['family']}", "", f"{'component':<16}{'parameters':>18}"]
+    for name, n in info["parameters"].items():
+        lines.append(f"{name:<16}{n:>18,}")
+    h, w = info["image_size"]
+    lines += ["", f"image tokens per {h}x{w} image: {info['image_tokens_per_image']}", ""]
+    for key in ("DEFAULT", "ALL"):
+        lora = info["lora"][key]
+        by = ", ".join(f"{c} {n:,}" for c, n in lora["trainable_by_component"].items())
+        lines.append(f"LoRA {key} (r={lora['rank']}): {', '.join(lora['targets'])}")
+        lines.append(f"  {lora['modules']} modules, {lora['trainable']:,} trainable parameters ({by})")
+    if info.get("source"):
+        lines += ["", f"config source: {info['source']}"]
+    return "\n".join(lines)
