@@ -10,8 +10,8 @@
     LoRA DEFAULT (q_proj, k_proj, v_proj), r=8: 320 modules, 5,898,240 trainable
 
 LoRA target names match the way peft matches ``target_modules`` given as a list: a module is wrapped when its
-qualified name equals a target or ends with ``"." + target``. ``ALL`` is ms-swift 2.2.0's ``find_all_linears``: the
-last name component of every ``nn.Linear`` except the output head.
+qualified name equals a target or ends with ``"." + target``. ``ALL`` is ms-swift 2.2.0's ``find_all_linears`` (see
+``find_all_linears``).
 """
 
 from __future__ import annotations
@@ -65,16 +65,45 @@ def linear_modules(model: Any) -> list[tuple[str, int, int]]:
 
 
 def resolve_lora_targets(model: Any, model_type: str, targets: str | list[str] | tuple[str, ...] = "DEFAULT") -> list[str]:
-    """``DEFAULT`` (the registry), ``ALL`` (every Linear's name but the head) or explicit names -> target names."""
+    """``DEFAULT`` (the registry), ``ALL`` (``find_all_linears``) or explicit names -> target names."""
     if isinstance(targets, str):
         if targets.upper() == "DEFAULT":
             return list(MODELS.get(model_type).lora_target_modules)
         if targets.upper() == "ALL":
-            exclude = set(get_arch(model_type).lora_all_exclude)
-            names = {n.rsplit(".", 1)[-1] for n, _, _ in linear_modules(model)}
-            return sorted(names - set(OUTPUT_HEADS) - exclude)
+            return find_all_linears(model, exclude=get_arch(model_type).lora_all_exclude)
         targets = [t.strip() for t in targets.replace(",", " ").split() if t.strip()]
     return list(targets)
+
+
+def find_all_linears(model: Any, exclude: tuple[str, ...] = ()) -> list[str]:
+    """ms-swift 2.2.0's ``ALL``: a name suffix for every ``nn.Linear`` except the output head.
+
+    The suffix starts as the last name component and grows leftwards while a non-Linear module's name ends with it
+    (so ``mm_projector.0`` is kept apart from ``model.layers.0``). The head is ``lm_head`` or InternLM2's ``output``
+    (ms-swift 2.2.0 excludes only names containing ``lm_head``, so it wraps InternLM2's ``output``; vlmref does not).
+    """
+    import torch
+
+    linears, others = [], []
+    for name, module in model.named_modules():
+        (linears if isinstance(module, torch.nn.Linear) else others).append(name)
+    out: set[str] = set()
+    cache: dict[str, str] = {}
+    for name in linears:
+        parts = name.split(".")
+        if "lm_head" in name or parts[-1] in OUTPUT_HEADS or parts[-1] in exclude:
+            continue
+        k = 1
+        suffix = parts[-1]
+        while k < len(parts):
+            if suffix not in cache:
+                cache[suffix] = "1" if any(o.endswith(suffix) for o in others) else ""
+            if not cache[suffix]:
+                break
+            k += 1
+            suffix = ".".join(parts[-k:])
+        out.add(suffix)
+    return sorted(out)
 
 
 def matched_linears(model: Any, targets: list[str]) -> list[tuple[str, int, int]]:
