@@ -1,0 +1,1 @@
+"""The workflow layer: sft, export (merge LoRA), infer, and the seeds' Python inference API."""
