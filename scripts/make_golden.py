@@ -64,6 +64,7 @@ def main() -> int:
         return 2
     make_images()
     written = 0
+    specials: dict[str, dict] = {}
     for template_type in TEMPLATES.names():
         if args.only and template_type != args.only:
             continue
@@ -71,8 +72,12 @@ def main() -> int:
         sha = sha256_of_folder(root / tokenizer_spec(template_type).family)
         for scenario in SCENARIO_NAMES:
             case = build_case(template_type, scenario, tokenizer, GOLDEN, sha)
+            specials[template_type] = case["meta"]["special_tokens"]
             atomic_write(GOLDEN / "templates" / template_type / f"{scenario}.json", dump_case(case).encode())
             written += 1
+    if not args.only:  # the special-token ids the fallback tokenizers of `vlmref create-tiny` reuse
+        asset = REPO / "vlmref" / "assets" / "tokenizer_specials.json"
+        atomic_write(asset, (json.dumps(specials, indent=1, sort_keys=True) + "\n").encode())
     manifest = {
         str(p.relative_to(GOLDEN)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(GOLDEN.rglob("*"))

@@ -128,10 +128,41 @@ def test_loading_honours_dtype_and_device_map(tmp_path: Path, tokenizers_root: P
     assert seen["device_map"] == {"": "cpu"} and "trust_remote_code" not in seen  # passed on; remote code never
 
 
-def test_create_tiny_refuses_without_tokenizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+@pytest.mark.parametrize("model_type", ["qwen-vl-chat", "cogvlm-17b-instruct", "llama3-llava-next-8b",
+                                        "internlm-xcomposer2_5-7b-chat"])
+def test_create_tiny_without_tokenizer_files_uses_a_stand_in(model_type, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A fresh machine (no ../shared): a byte-level stand-in tokenizer with the real special ids; everything runs."""
+    from PIL import Image
+
     monkeypatch.setenv("VLMREF_TOKENIZERS_DIR", str(tmp_path / "none"))
-    assert main(["create-tiny", "--model_type", "qwen-vl-chat", "--out", str(tmp_path / "x")]) == 2
-    assert "--tokenizer_dir" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    out = tmp_path / "tiny"
+    assert main(["create-tiny", "--model_type", model_type, "--out", str(out)]) == 0
+    assert "stand-in tokenizer" in capsys.readouterr().out
+    model, tokenizer = get_model_tokenizer(model_type, model_id_or_path=str(out))
+    ids, bos, eos, pad = golden_specials(MODELS.get(model_type).template)
+    assert {t: tokenizer.convert_tokens_to_ids(t) for t in ids} == ids
+    image = tmp_path / "red.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(image)
+    sample = one_image_sample(model_type, tokenizer, str(image))
+    assert tokenizer.decode(sample["input_ids"][-14:]).startswith("A red square.")
+    with torch.no_grad():
+        assert torch.isfinite(model(**DataCollator(model_type, tokenizer)([sample])).loss)
+
+
+def test_create_tiny_refuses_a_missing_tokenizer_dir(tmp_path: Path, capsys) -> None:
+    assert main(["create-tiny", "--model_type", "qwen-vl-chat", "--out", str(tmp_path / "x"),
+                 "--tokenizer_dir", str(tmp_path / "nope")]) == 2
+    assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_packaged_special_ids_equal_golden() -> None:
+    """vlmref/assets/tokenizer_specials.json (written by scripts/make_golden.py) == the golden cases' records."""
+    from importlib import resources
+
+    asset = json.loads(resources.files("vlmref").joinpath("assets/tokenizer_specials.json").read_text())
+    for template_type, recorded in asset.items():
+        ids, bos, eos, pad = golden_specials(template_type)
+        assert recorded == {"ids": ids, "bos": bos, "eos": eos, "pad": pad}
 
 
 def test_hub_download_offline_message(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,8 @@
 
 The folder holds ``config.json`` (the family's upstream field names, tiny widths/depths, the real vocabulary and image
 geometry so the templates' image token counts hold), ``model.safetensors``, ``generation_config.json``, the tokenizer
-files (the family's real ones, from ``--tokenizer_dir`` or ``../shared/tokenizers``) and ``vlmref_processor.json``
+files (the family's real ones, from ``--tokenizer_dir`` or ``../shared/tokenizers``; without them a byte-level stand-in
+with the real special-token ids, see ``fallback_tokenizer``) and ``vlmref_processor.json``
 (the image preprocessing the collator applies). Written to a temporary folder first, then renamed.
 """
 
@@ -26,15 +27,18 @@ TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                    "added_tokens.json", "vocab.json", "merges.txt", "qwen.tiktoken")
 
 
-def find_tokenizer_dir(model_type: str, tokenizer_dir: str | os.PathLike | None = None) -> Path:
+def find_tokenizer_dir(model_type: str, tokenizer_dir: str | os.PathLike | None = None) -> Path | None:
+    """The given folder (which must exist), else ../shared/tokenizers' family folder, else None (use a stand-in)."""
     from .loader import shared_tokenizer_folder
 
-    folder = Path(tokenizer_dir) if tokenizer_dir is not None else shared_tokenizer_folder(model_type)
-    if folder is None or not folder.is_dir():
+    if tokenizer_dir is None:
+        return shared_tokenizer_folder(model_type)
+    folder = Path(tokenizer_dir)
+    if not folder.is_dir():
         family = MODELS.get(model_type).tokenizer.family
         raise FileNotFoundError(
-            f"{model_type}: no tokenizer files found; pass --tokenizer_dir (a folder with the {family} tokenizer, "
-            f"e.g. a download of {MODELS.get(model_type).hf_model_id}) or set VLMREF_TOKENIZERS_DIR"
+            f"{model_type}: --tokenizer_dir {str(folder)!r} is not a folder; pass a folder with the {family} tokenizer "
+            f"files (e.g. a download of {MODELS.get(model_type).hf_model_id})"
         )
     return folder
 
@@ -63,9 +67,16 @@ def create_tiny_checkpoint(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        copied = [name for name in TOKENIZER_FILES if (source / name).is_file()]
-        for name in copied:
-            shutil.copyfile(source / name, tmp / name)
+        if source is not None:
+            copied = [name for name in TOKENIZER_FILES if (source / name).is_file()]
+            for name in copied:
+                shutil.copyfile(source / name, tmp / name)
+        else:  # no real tokenizer files: byte-level stand-in with the real special-token ids
+            from .fallback_tokenizer import write_fallback_tokenizer
+
+            copied = write_fallback_tokenizer(meta.model_type, tmp)
+            print(f"note: no {meta.tokenizer.family} tokenizer files found; {out} gets a byte-level stand-in tokenizer "
+                  "(real special-token ids). Pass --tokenizer_dir for the real one.")
         _, tokenizer = get_model_tokenizer(meta.model_type, load_model=False, model_id_or_path=tmp)
         config_dict = spec.config_dict(tiny=True, **config_overrides)
         if spec.adapt_to_tokenizer is not None:
@@ -81,7 +92,8 @@ def create_tiny_checkpoint(
         })
         _write_json(tmp / "vlmref_processor.json", _processor_description(meta.model_type))
         _write_json(tmp / "vlmref_tiny.json", {
-            "model_type": meta.model_type, "seed": seed, "tokenizer_source": str(source), "tokenizer_files": copied,
+            "model_type": meta.model_type, "seed": seed, "tokenizer_files": copied,
+            "tokenizer_source": str(source) if source is not None else "vlmref.models.fallback_tokenizer (stand-in)",
             "generator": "vlmref create-tiny",
         })
         if out.exists():
