@@ -97,16 +97,15 @@ def test_cogvlm_gradient_checkpointing_off_others_on() -> None:
 
 
 @pytest.mark.parametrize("model_type", ["internlm-xcomposer2-7b-chat", "internlm-xcomposer2_5-7b-chat"])
-def test_xcomposer_merge_lora_unsupported_with_reason(model_type: str) -> None:
+def test_xcomposer_merge_lora_note_records_the_upstream_statement(model_type: str) -> None:
+    """Merge works in vlmref (tests/test_export.py proves parity); the note keeps ms-swift's contrary statement."""
     meta = get_model_meta(model_type)
-    assert meta.support_merge_lora is False
-    assert meta.merge_lora_note.strip()
-    assert "merge" in meta.merge_lora_note.lower()
+    assert meta.support_merge_lora is True
+    assert "#448" in meta.merge_lora_note and "parity" in meta.merge_lora_note
 
 
-def test_other_models_support_merge_lora() -> None:
-    supported = [m for m in MODELS.names() if "xcomposer" not in m]
-    assert all(get_model_meta(m).support_merge_lora for m in supported)
+def test_every_model_supports_merge_lora() -> None:
+    assert all(get_model_meta(m).support_merge_lora for m in MODELS.names())
 
 
 def test_media_options_match_template_defaults() -> None:

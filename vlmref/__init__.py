@@ -14,6 +14,8 @@ _LAZY = {
     "get_default_template_type": "vlmref.models.registry",
     "get_model_tokenizer": "vlmref.models.loader",
     "get_template": "vlmref.templates",
+    "inference": "vlmref.llm.inference",
+    "inference_stream": "vlmref.llm.inference",
     "TemplateType": "vlmref.templates",
     "seed_everything": "vlmref.utils",
 }

@@ -1,4 +1,5 @@
-"""``vlmref`` entry point: ``list``, ``render``, ``check-data``, ``model-info``, ``create-tiny``, ``demo``. Flags keep ms-swift 2.2.0's names."""
+"""``vlmref`` entry point: ``sft``, ``infer``, ``export``, ``list``, ``render``, ``check-data``, ``model-info``,
+``create-tiny``, ``demo``. Flags keep ms-swift 2.2.0's names."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"  ModelScope: {m.ms_model_id}   HF: {m.hf_model_id}")
         print(f"  template: {m.template}   LoRA DEFAULT: {', '.join(m.lora_target_modules)}   "
               f"gradient_checkpointing: {m.gradient_checkpointing}")
-        print(f"  merge-lora: {'yes' if m.support_merge_lora else 'no — ' + m.merge_lora_note}")
+        print(f"  merge-lora: {'yes' if m.support_merge_lora else 'no'}{' (' + m.merge_lora_note + ')' if m.merge_lora_note else ''}")
         print(f"  dataset rules: {m.rules.note}")
         if m.upstream_requires:
             print(f"  ms-swift 2.2.0 requires: {', '.join(m.upstream_requires)} (vlmref: none beyond its own pins)")
@@ -84,10 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
     r.set_defaults(func=_cmd_render)
 
-    from .check_data import add_parser as add_check_data
+    from . import check_data, export, infer
     from .models import add_parsers as add_model_parsers
 
-    add_check_data(sub)
+    infer.add_parser(sub)
+    export.add_parser(sub)
+    check_data.add_parser(sub)
     add_model_parsers(sub)
 
     d = sub.add_parser("demo", help="render every model's template on the bundled sample")

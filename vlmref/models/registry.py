@@ -155,9 +155,10 @@ _XCOMPOSER = dict(
     tokenizer=TokenizerSpec("sentencepiece", "internlm2", eos="[UNUSED_TOKEN_145]"),
     rules=_ANY_IMAGES,
     architecture="internlm_xcomposer2",
-    support_merge_lora=False,
-    merge_lora_note=("documented unsupported: internlm-xcomposer2 best practice ('该模型不支持merge-lora') and "
-                     "modelscope/ms-swift#448 (merged PLoRA model produced NaN/<unk>)"),
+    support_merge_lora=True,
+    merge_lora_note=("ms-swift documents merge-lora as unsupported here ('该模型不支持merge-lora'; ms-swift#448: a merged "
+                     "model produced NaN/<unk>). vlmref merges it: the LoRA folds into the PLoRA layer's base weight "
+                     "exactly, the built-in Plora_A/B (image positions only) stay untouched; parity is tested"),
 )
 _register(ModelMeta(
     model_type=ModelType.internlm_xcomposer2_7b_chat,
