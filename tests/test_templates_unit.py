@@ -703,3 +703,23 @@ def test_image_tag_outside_user_turns_is_refused(template_type: str, field: str)
     with pytest.raises(TemplateInputError) as err:
         tpl(template_type).encode(example)
     assert err.value.field.startswith(field) and "only allowed in user turns" in str(err.value)
+
+
+def test_max_length_can_exclude_image_positions_like_ms_swift() -> None:
+    """max_length_counts_images=False: the text is bounded by max_length and image positions come on top (ms-swift
+    2.2.0's budget, which lets the seeds' LLaVA-NeXT coco commands train at the default 2048)."""
+    from stand_in import golden_specials
+
+    ids, bos, eos, pad = golden_specials("yi-vl")
+    tok = TinyTokenizer(ids, bos=bos, eos=eos, pad=pad)
+    example = {"query": "q", "response": "r", "images": ["a.png"]}
+    full = get_template("yi-vl", tok, image_tokens=1024).encode(example)
+    text_len = len(full["input_ids"]) - 1024
+    strict = get_template("yi-vl", tok, max_length=text_len, image_tokens=1024)
+    with pytest.raises(SequenceTooLongError):
+        strict.encode(example)
+    swift_budget = get_template("yi-vl", tok, max_length=text_len, image_tokens=1024, max_length_counts_images=False)
+    assert swift_budget.encode(example)["input_ids"] == full["input_ids"]
+    with pytest.raises(SequenceTooLongError) as err:
+        get_template("yi-vl", tok, max_length=text_len - 1, image_tokens=1024, max_length_counts_images=False).encode(example)
+    assert err.value.max_length == text_len - 1 + 1024

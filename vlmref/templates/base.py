@@ -82,6 +82,7 @@ class Template:
         max_length: int | None = None,
         truncation_strategy: TruncationStrategy = "delete",
         media_root: str | None = None,
+        max_length_counts_images: bool = True,
         **media_options: Any,
     ) -> None:
         if truncation_strategy == "ignore":  # ms-swift alias
@@ -98,6 +99,8 @@ class Template:
             system = default_system or None
         self.default_system = system
         self.max_length = max_length if max_length is None or max_length > 0 else None
+        # False = ms-swift 2.2.0's budget: max_length bounds the text; image positions come on top of it
+        self.max_length_counts_images = max_length_counts_images
         self.truncation_strategy = truncation_strategy
         self.media_root = media_root
         self.media = get_media_step(meta.media)(meta, tokenizer, media_root=media_root, **media_options)
@@ -366,11 +369,14 @@ class Template:
         return out
 
     def _truncate(self, enc):
-        if self.max_length is None or len(enc.input_ids) <= self.max_length:
+        if self.max_length is None:
+            return enc
+        limit = self.max_length if self.max_length_counts_images else self.max_length + enc.image_token_count()
+        if len(enc.input_ids) <= limit:
             return enc
         if self.truncation_strategy == "delete":
-            raise SequenceTooLongError(self.template_type, len(enc.input_ids), self.max_length, enc.image_token_count())
-        return enc.truncate_left(self.max_length, self.template_type, self.meta.max_images)
+            raise SequenceTooLongError(self.template_type, len(enc.input_ids), limit, enc.image_token_count())
+        return enc.truncate_left(limit, self.template_type, self.meta.max_images)
 
 
 def _overlaps(span: tuple[int, int], ranges: tuple[tuple[int, int], ...]) -> bool:
