@@ -39,9 +39,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job on the embedded default: render every model's template on the bundled sample."""
-    _install(session, "tokenizers")
-    session.run("vlmref", "demo")
+    """The main job on the embedded default: tiny-model LoRA sft on the bundled sample -> merge -> infer.
+
+    `nox -s demo -- --templates` renders every model's template instead; other args go to `vlmref demo`."""
+    _install(session, "train")
+    session.run("vlmref", "demo", "--out", "demo_out", *session.posargs)
 
 
 @nox.session

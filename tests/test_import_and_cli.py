@@ -63,6 +63,17 @@ def test_render_reports_template_errors(capsys) -> None:
 
 def test_demo_renders_every_model(capsys, monkeypatch) -> None:
     monkeypatch.setenv("VLMREF_TOKENIZERS_DIR", "/nonexistent-vlmref-tokenizers")
-    assert main(["demo"]) == 0
+    assert main(["demo", "--templates"]) == 0
     out = capsys.readouterr().out
     assert out.count("model_type: ") == len(MODELS) and f"rendered {len(MODELS)} model types" in out
+
+
+@pytest.mark.slow
+def test_workflow_demo_runs_end_to_end(tmp_path, capsys, monkeypatch) -> None:
+    """`vlmref demo` (what `nox -s demo` runs): tiny LoRA sft on the offline sample -> merge -> inference."""
+    monkeypatch.setenv("VLMREF_CACHE", str(tmp_path / "cache"))
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--max_steps", "3"]) == 0
+    out = capsys.readouterr().out
+    merged = sorted((tmp_path / "demo" / "output").glob("*/v*/checkpoint-*-merged"))
+    assert len(merged) == 1 and (merged[0] / "model.safetensors").is_file()
+    assert "[4/4] inference" in out and "response:" in out and str(merged[0]) in out

@@ -59,9 +59,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .render import run_demo
+    if args.templates:
+        from .render import run_demo
 
-    return run_demo()
+        return run_demo()
+    from .workflow_demo import run_workflow_demo
+
+    return run_workflow_demo(args.out, model_type=args.model_type or "llava1d6-mistral-7b-instruct",
+                             max_steps=args.max_steps)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,15 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
     r.set_defaults(func=_cmd_render)
 
-    from . import check_data, export, infer
+    from . import check_data, export, infer, sft
     from .models import add_parsers as add_model_parsers
 
+    sft.add_parser(sub)
     infer.add_parser(sub)
     export.add_parser(sub)
     check_data.add_parser(sub)
     add_model_parsers(sub)
 
-    d = sub.add_parser("demo", help="render every model's template on the bundled sample")
+    d = sub.add_parser("demo", help="tiny-model LoRA sft -> merge -> infer on the bundled sample (--templates: render)")
+    d.add_argument("--templates", action="store_true", help="render every model's template on the bundled sample")
+    d.add_argument("--model_type", default=None, help="default llava1d6-mistral-7b-instruct")
+    d.add_argument("--out", default="demo_out", help="where the tiny model, checkpoints and merged model go")
+    d.add_argument("--max_steps", type=int, default=12)
     d.set_defaults(func=_cmd_demo)
     return p
 

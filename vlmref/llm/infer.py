@@ -102,6 +102,8 @@ class InferArguments:
     system: str | None = field(default=None, metadata=_help("system prompt ('' = none; default: template's)"))
     max_length: int | None = field(default=None, metadata=_help("prompt limit in tokens (-1: none, the default)"))
     truncation_strategy: str | None = field(default=None, metadata=_help("delete (default) or truncation_left"))
+    max_length_counts_images: bool | None = field(
+        default=None, metadata=_help("max_length bounds image positions too (default false: ms-swift's text budget)"))
     check_dataset_strategy: str | None = field(default=None, metadata=_help("none (default), discard, error, warning"))
     max_new_tokens: int = field(default=2048, metadata=_help("generation: new tokens at most"))
     do_sample: bool = field(default=True, metadata=_help("generation: sample (false: greedy)"))
@@ -203,7 +205,7 @@ class InferArguments:
             if not getattr(self, key):
                 setattr(self, key, _as_list(sft.get(key)))
         for key in ("dataset_seed", "dataset_test_ratio", "check_dataset_strategy", "max_length",
-                    "truncation_strategy", "val_dataset_sample"):
+                    "truncation_strategy", "max_length_counts_images", "val_dataset_sample"):
             if getattr(self, key) is None and sft.get(key) is not None:
                 setattr(self, key, sft[key])
         logger.info(f"restored from sft_args.json: dataset={self.dataset}, val_dataset={self.val_dataset}, "
@@ -274,7 +276,9 @@ def prepare_model_template(args: InferArguments):
         tokenizer, max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, num_beams=args.num_beams)
     template = get_template(args.template_type, tokenizer, default_system=args.system, max_length=args.max_length,
-                            truncation_strategy=args.truncation_strategy, **MODELS.get(args.model_type).media_options)
+                            truncation_strategy=args.truncation_strategy,
+                            max_length_counts_images=bool(args.max_length_counts_images),
+                            **MODELS.get(args.model_type).media_options)
     args.system = template.default_system
     logger.info(f"model_type: {args.model_type}, template_type: {args.template_type}, system: {args.system!r}")
     logger.info(f"generation_config: {generation_config.to_diff_dict()}")
