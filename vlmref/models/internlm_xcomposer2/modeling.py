@@ -29,6 +29,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
+from ..common import scatter_image_rows
 from .config import IMAGE_TOKEN_INDEX, InternLMXComposer2Config
 from .internlm2 import InternLM2Model
 from .plora import PLoRA
@@ -129,21 +130,7 @@ class InternLMXComposer2ForCausalLM(InternLMXComposer2PreTrainedModel, Generatio
         if pixel_values is None:
             raise ValueError("input has image positions (im_mask / -200) but no pixel_values")
         feats = self.get_image_features(pixel_values)
-        counts = [int(c) for c in mask.sum(dim=1)]
-        if images_per_sample is not None:
-            per_row = [int(n) for n in images_per_sample]
-            if sum(per_row) != len(feats):
-                raise ValueError(f"images_per_sample sums to {sum(per_row)} but pixel_values hold {len(feats)} images")
-            k = 0
-            for row, (n_img, n_pos) in enumerate(zip(per_row, counts, strict=True)):
-                got = sum(f.shape[0] for f in feats[k : k + n_img])
-                if got != n_pos:
-                    raise ValueError(f"row {row}: {n_pos} image positions but its {n_img} image(s) give {got} features")
-                k += n_img
-        flat = torch.cat(feats, dim=0).to(embeds.dtype)
-        if flat.shape[0] != sum(counts):
-            raise ValueError(f"{sum(counts)} image positions but the images give {flat.shape[0]} features")
-        return embeds.masked_scatter(mask[..., None].expand_as(embeds), flat)
+        return scatter_image_rows(embeds, mask, feats, images_per_sample, what="im_mask")
 
     # ---- forward ------------------------------------------------------------------------------------------------
     def forward(

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from transformers import LlavaNextForConditionalGeneration, PreTrainedConfig
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..common import scatter_image_rows
 from .config import LlavaNextConfig, is_original_layout
 from .keys import ORIGINAL_KEY_MAPPING
 
@@ -36,16 +37,6 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of logits[:, t] against labels[:, t + 1] over labels != -100 (float32)."""
     shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
     return F.cross_entropy(shift_logits, labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100)
-
-
-def split_counts(total: int, images_per_sample: torch.Tensor | None, batch: int) -> list[int]:
-    """Images per batch row; without ``images_per_sample`` the split is unknown (one row holds all)."""
-    if images_per_sample is None:
-        return [total] + [0] * (batch - 1) if batch else []
-    counts = [int(n) for n in images_per_sample.tolist()]
-    if len(counts) != batch or sum(counts) != total:
-        raise ValueError(f"images_per_sample {counts} does not match {total} images for a batch of {batch}")
-    return counts
 
 
 def _register_checkpoint_names(class_name: str) -> None:
@@ -114,18 +105,7 @@ class LlavaNextForCausalLM(LlavaNextForConditionalGeneration):
                 raise ValueError(f"{n_positions} <image> positions in input_ids but no pixel_values")
             return embeds
         features = self.get_image_features(pixel_values, image_sizes)
-        lengths = [f.shape[0] for f in features]
-        counts = split_counts(len(features), images_per_sample, input_ids.shape[0])
-        start = 0
-        for row, n in enumerate(counts):
-            need, have = sum(lengths[start:start + n]), int(mask[row].sum())
-            if images_per_sample is not None and need != have:
-                raise ValueError(f"batch[{row}]: {have} <image> positions but its {n} image(s) give {need} rows")
-            start += n
-        if sum(lengths) != n_positions:
-            raise ValueError(f"{n_positions} <image> positions but the images give {sum(lengths)} feature rows")
-        rows = torch.cat(features).to(embeds.dtype)
-        return embeds.masked_scatter(mask.unsqueeze(-1).expand_as(embeds), rows)
+        return scatter_image_rows(embeds, mask, features, images_per_sample, what="<image> ids")
 
     # ---- forward / generate ----------------------------------------------------------------------------------
     def forward(

@@ -28,7 +28,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
-from ..llava_next.modeling import causal_lm_loss, split_counts
+from ..common import scatter_image_rows
+from ..llava_next.modeling import causal_lm_loss
 from .config import YiVLConfig, vision_tower_dir
 from .vision import YiVLVisionTower, build_projector
 
@@ -127,17 +128,7 @@ class YiVLForCausalLM(YiVLPreTrainedModel, GenerationMixin):
                 raise ValueError(f"{n_positions} image positions (-200) in input_ids but no pixel_values")
             return embeds
         features = self.get_image_features(pixel_values)
-        per_image = features[0].shape[0]
-        counts = split_counts(len(features), images_per_sample, input_ids.shape[0])
-        if images_per_sample is not None:
-            for row, n in enumerate(counts):
-                have = int(mask[row].sum())
-                if have != n * per_image:
-                    raise ValueError(f"batch[{row}]: {have} image positions for {n} image(s) x {per_image}")
-        if n_positions != len(features) * per_image:
-            raise ValueError(f"{n_positions} image positions but {len(features)} image(s) x {per_image} features")
-        rows = torch.cat(features).to(embeds.dtype)
-        return embeds.masked_scatter(mask.unsqueeze(-1).expand_as(embeds), rows)
+        return scatter_image_rows(embeds, mask, features, images_per_sample, what="-200")
 
     # ---- forward / generate ----------------------------------------------------------------------------------
     def forward(
