@@ -44,43 +44,16 @@ def model() -> QWenVLForCausalLM:
 
 
 @pytest.mark.parametrize("batch_size", [1, 2])
-def test_tiny_forward_with_image(benchmark, model, batch_size: int) -> None:
-    batch = _batch(batch_size)
-    benchmark.extra_info.update(model_type=MODEL_TYPE, batch_size=batch_size, positions=int(batch["input_ids"].shape[1]))
-
-    def run():
-        with torch.no_grad():
-            return model(**batch, use_cache=False)
-
-    out = benchmark.pedantic(run, rounds=5, warmup_rounds=1)
-    assert torch.isfinite(out.loss)
+def test_tiny_forward_with_image(benchmark, arch_bench, model, batch_size: int) -> None:
+    arch_bench.forward(benchmark, model, _batch(batch_size), MODEL_TYPE, batch_size)
 
 
-def test_tiny_train_step(benchmark, model) -> None:
-    batch = _batch(1)
-    model.train()
-
-    def step():
-        model.zero_grad(set_to_none=True)
-        loss = model(**batch, use_cache=False).loss
-        loss.backward()
-        return loss
-
-    try:
-        loss = benchmark.pedantic(step, rounds=3, warmup_rounds=1)
-    finally:
-        model.eval()
-    assert torch.isfinite(loss)
+def test_tiny_train_step(benchmark, arch_bench, model) -> None:
+    arch_bench.train_step(benchmark, model, _batch(1))
 
 
-def test_tiny_vision_tower_and_resampler(benchmark, model) -> None:
-    pixels = _batch(1)["pixel_values"]
-
-    def run():
-        with torch.no_grad():
-            return model.get_image_features(pixels)
-
-    feats = benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+def test_tiny_vision_tower_and_resampler(benchmark, arch_bench, model) -> None:
+    feats = arch_bench.image_features(benchmark, model, _batch(1)["pixel_values"])
     assert feats[0].shape == (256, 64)
 
 
