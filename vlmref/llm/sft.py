@@ -58,130 +58,37 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dist import (  # noqa: F401  (re-exported: tests and tools import them from here)
+    DistSetting,
+    Logger,
+    _all_gather_object,
+    _all_reduce_sum,
+    _barrier,
+    _broadcast_object,
+    get_dist_setting,
+    init_distributed,
+)
 from .sft_args import SftArgumentError, SftArguments
+from .sft_checkpoint import (  # noqa: F401
+    CHECKPOINT_RE,
+    SAVE_HOOK_ENV,
+    CheckpointWriter,
+    checkpoints_to_delete,
+    get_rng_state,
+    list_checkpoints,
+    remove_dir_atomically,
+    rng_file,
+    set_rng_state,
+)
 
 GIB = 1024**3
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-SAVE_HOOK_ENV = "VLMREF_TEST_SAVE_HOOK"  # tests: "<step>:sleep:<seconds>" or "<step>:abort" in the middle of a save
-
-
-# ---- distributed setting -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DistSetting:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    local_world_size: int = 1
-
-    @property
-    def is_master(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def is_dist(self) -> bool:
-        return self.world_size > 1
-
-
-def get_dist_setting(env: dict[str, str] | None = None) -> DistSetting:
-    """RANK / LOCAL_RANK / WORLD_SIZE / LOCAL_WORLD_SIZE as torchrun sets them (defaults: one process)."""
-    env = os.environ if env is None else env
-    return DistSetting(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1)),
-                       int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1))))
-
-
-class Logger:
-    """``[INFO:vlmref] ...`` lines on rank 0 only (ms-swift logs on the master); writes through tqdm when a bar is up."""
-
-    def __init__(self, dist: DistSetting) -> None:
-        self.dist = dist
-        self.bar = None
-
-    def __call__(self, message: str) -> None:
-        if not self.dist.is_master:
-            return
-        line = f"[INFO:vlmref] {message}"
-        if self.bar is not None and hasattr(self.bar, "write"):
-            self.bar.write(line)
-        else:
-            print(line, flush=True)
-
-
-def _barrier() -> None:
-    import torch.distributed as tdist
-
-    if tdist.is_available() and tdist.is_initialized():
-        tdist.barrier()
-
-
-def _broadcast_object(value: Any) -> Any:
-    import torch.distributed as tdist
-
-    if not (tdist.is_available() and tdist.is_initialized()):
-        return value
-    box = [value]
-    tdist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _all_reduce_sum(values: list[float]) -> list[float]:
-    import torch
-    import torch.distributed as tdist
-
-    if not (tdist.is_available() and tdist.is_initialized()):
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64)
-    if tdist.get_backend() == "nccl":
-        t = t.cuda()
-    tdist.all_reduce(t)
-    return t.cpu().tolist()
-
-
-def _all_gather_object(value: Any) -> list[Any]:
-    import torch.distributed as tdist
-
-    if not (tdist.is_available() and tdist.is_initialized()):
-        return [value]
-    out: list[Any] = [None] * tdist.get_world_size()
-    tdist.all_gather_object(out, value)
-    return out
-
-
-def init_distributed(args: SftArguments, dist: DistSetting, log: Callable[[str], None]) -> None:
-    """Process group for WORLD_SIZE > 1: ``--ddp_backend`` or nccl on GPU / gloo on CPU; DeepSpeed's own init."""
-    import torch
-    import torch.distributed as tdist
-
-    if tdist.is_initialized() or not (dist.is_dist or args.deepspeed is not None):
-        return
-    backend = args.ddp_backend or ("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.cuda.is_available():
-        torch.cuda.set_device(dist.local_rank)
-    if args.deepspeed is not None:
-        import deepspeed
-
-        if not dist.is_dist:  # one process: a one-member group (DeepSpeed would otherwise look for MPI)
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = str(s.getsockname()[1])
-            for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_WORLD_SIZE", "1"),
-                               ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port)):
-                os.environ.setdefault(key, value)
-        deepspeed.init_distributed(dist_backend=backend)
-    else:
-        tdist.init_process_group(backend=backend)
-    log(f"rank: {dist.rank}, local_rank: {dist.local_rank}, world_size: {dist.world_size}, "
-        f"local_world_size: {dist.local_world_size}, backend: {backend}")
 
 
 # ---- run dir, model kwargs, LoRA targets -------------------------------------------------------------------------
@@ -513,66 +420,6 @@ def _format_time(seconds: float) -> str:
     return f"{h}h {m}m {s}s" if h else f"{m}m {s}s"
 
 
-# ---- checkpoints -------------------------------------------------------------------------------------------------
-def _save_hook(step: int, tmp_dir: str) -> None:
-    """Test hook: ``VLMREF_TEST_SAVE_HOOK=<step>:sleep:<s>`` or ``<step>:abort`` stops a save half-way."""
-    spec = os.environ.get(SAVE_HOOK_ENV)
-    if not spec:
-        return
-    parts = spec.split(":")
-    if int(parts[0]) != step:
-        return
-    with open(os.path.join(tmp_dir, "HOOK_REACHED"), "w") as f:
-        f.write(str(os.getpid()))
-    if parts[1] == "abort":
-        os._exit(70)
-    time.sleep(float(parts[2]))
-
-
-def _fsync_tree(path: str) -> None:
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def list_checkpoints(run_dir: str) -> list[str]:
-    found = []
-    for name in os.listdir(run_dir):
-        m = CHECKPOINT_RE.match(name)
-        if m and os.path.isdir(os.path.join(run_dir, name)):
-            found.append((int(m.group(1)), os.path.join(run_dir, name)))
-    return [p for _, p in sorted(found)]
-
-
-def checkpoints_to_delete(checkpoints: list[str], limit: int | None, best: str | None) -> list[str]:
-    """HF Trainer ``_rotate_checkpoints``: keep the newest ``limit``; the best one is moved to the second-newest place
-    so it survives (with limit 1 and best != last, two are kept)."""
-    if limit is None or limit <= 0 or len(checkpoints) <= limit:
-        return []
-    order = list(checkpoints)
-    if best is not None and best in order:
-        i = order.index(best)
-        for j in range(i, len(order) - 2):
-            order[j], order[j + 1] = order[j + 1], order[j]
-    if best is not None and limit == 1 and order[-1] != best:
-        limit = 2
-    return order[: max(len(order) - limit, 0)]
-
-
-def remove_dir_atomically(path: str) -> None:
-    """Rename out of the ``checkpoint-*`` namespace first, then delete: a kill mid-delete leaves no half checkpoint."""
-    parent, name = os.path.split(path)
-    trash = os.path.join(parent, f".deleting-{name}")
-    if os.path.exists(trash):
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
 # ---- training state ------------------------------------------------------------------------------------------------
 @dataclass
 class Window:
@@ -598,32 +445,7 @@ class TrainState:
     last_eval: dict[str, Any] | None = None
 
 
-def rng_file(dist: DistSetting) -> str:
-    return f"rng_state_{dist.rank}.pth" if dist.is_dist else "rng_state.pth"
-
-
-def get_rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ---- the run -------------------------------------------------------------------------------------------------------
+# ---- the run --------------------------------------------------------------------------------------------------------
 def llm_sft(args: SftArguments) -> dict[str, Any]:
     """Run ``vlmref sft`` with ``args`` (see the module docstring); returns the run summary (also the last line of
     logging.jsonl): run dir, last/best checkpoint, best metric, global_step, log history, memory, train time."""
@@ -1170,92 +992,6 @@ class SftRun:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(path, 0o666 & ~umask)  # mkstemp creates 0600; checkpoints are shared files
-
-
-class CheckpointWriter:
-    """Writes ``checkpoint-<step>/`` atomically: everything goes to ``.tmp-checkpoint-<step>/`` in the run dir (every
-    rank writes its part: its RNG state and, under DeepSpeed, its ZeRO shards), then rank 0 fsyncs and renames it with
-    one ``os.replace``. A run killed during a save leaves at most a ``.tmp-*`` folder; every ``checkpoint-*`` folder is
-    complete. Contents:
-
-    * LoRA: ``adapter_config.json`` + ``adapter_model.safetensors`` (peft), ``configuration.json`` (ms-swift's
-      ``adapter_cfg``). Full: the model's ``save_pretrained`` output (config.json + safetensors), the tokenizer files
-      and ``vlmref_processor.json`` copied from the base model folder.
-    * Both: ``sft_args.json``, ``generation_config.json`` (bos/eos/pad + ms-swift's generation defaults),
-      ``trainer_state.json``, ``rng_state[_<rank>].pth``; without DeepSpeed ``optimizer.pt`` + ``scheduler.pt``
-      (skipped with ``--save_only_model true``, ms-swift's default for full); with DeepSpeed its
-      ``global_step<N>/`` state (+ ``latest``), written by ``engine.save_checkpoint``.
-    """
-
-    def __init__(self, run: SftRun) -> None:
-        self.run = run
-
-    def write(self, step: int) -> str:
-        import torch
-
-        run, dist, args = self.run, self.run.dist, self.run.args
-        name = f"checkpoint-{step}"
-        final_dir = os.path.join(run.run_dir, name)
-        tmp = os.path.join(run.run_dir, f".tmp-{name}")
-        if dist.is_master:
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp)
-            os.makedirs(tmp)
-        _barrier()
-        state_dict = None
-        if run.engine is not None:
-            run.engine.save_checkpoint(tmp, tag=f"global_step{step}",
-                                       exclude_frozen_parameters=args.sft_type == "lora")
-            if run.engine.zero_optimization_stage() == 3:
-                state_dict = run.engine._zero3_consolidated_16bit_state_dict(
-                    exclude_frozen_parameters=args.sft_type == "lora")
-        torch.save(get_rng_state(), os.path.join(tmp, rng_file(dist)))
-        if dist.is_master:
-            self._write_model(tmp, state_dict)
-            if run.engine is None and not args.save_only_model:
-                torch.save(run.optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-                torch.save(run.scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
-            _save_hook(step, tmp)
-            run._write_json(os.path.join(tmp, "sft_args.json"), args.to_dict())
-            run._write_json(os.path.join(tmp, "trainer_state.json"), run.trainer_state())
-        _barrier()
-        if dist.is_master:
-            _fsync_tree(tmp)
-            if os.path.exists(final_dir):  # only when a run dir is reused (--add_output_dir_suffix false)
-                remove_dir_atomically(final_dir)
-            os.replace(tmp, final_dir)
-            run.log(f"Saving model checkpoint to {final_dir}")
-        _barrier()
-        return final_dir
-
-    def _write_model(self, out: str, state_dict: dict[str, Any] | None) -> None:
-        run, args = self.run, self.run.args
-        model = run.model
-        kw = {"safe_serialization": True}
-        if state_dict is not None:
-            kw["state_dict"] = state_dict
-        model.save_pretrained(out, **kw)
-        base = args.model_id_or_path
-        if args.sft_type == "full":
-            from ..models.tiny import TOKENIZER_FILES
-
-            for fname in (*TOKENIZER_FILES, "vlmref_processor.json"):
-                src = os.path.join(base, fname)
-                if os.path.isfile(src):
-                    shutil.copyfile(src, os.path.join(out, fname))
-        else:
-            cfg_path = os.path.join(base, "configuration.json")
-            cfg = json.load(open(cfg_path, encoding="utf-8")) if os.path.isfile(cfg_path) else {}
-            cfg["adapter_cfg"] = {"model_id_or_path": base, "model_revision": None, "sft_type": args.sft_type,
-                                  "tuner_backend": "peft", "template_type": args.template_type, "dtype": args.dtype,
-                                  "system": args.system}
-            run._write_json(os.path.join(out, "configuration.json"), cfg)
-        tok = run.tokenizer
-        run._write_json(os.path.join(out, "generation_config.json"), {
-            "bos_token_id": getattr(tok, "bos_token_id", None), "eos_token_id": tok.eos_token_id,
-            "pad_token_id": tok.pad_token_id, "max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample,
-            "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-            "repetition_penalty": args.repetition_penalty, "num_beams": args.num_beams})
 
 
 class SimpleBar:  # pragma: no cover - used only without tqdm
