@@ -31,6 +31,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from golden_io import dumps  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO / "golden" / "arch"
 INDEX_SOURCE = ("internlm/internlm-xcomposer2-4khd-7b pytorch_model.bin.index.json, mirrored at "
@@ -230,13 +233,6 @@ def check_index(path: Path) -> None:
     if 2 * total != index["metadata"]["total_size"]:
         raise SystemExit(f"total {total} * 2 != total_size {index['metadata']['total_size']}")
     print(f"{path}: {len(keys)} keys and {total:,} parameters match")
-
-
-def dumps(data: dict) -> str:
-    head = {k: v for k, v in data.items() if k != "keys"}
-    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(data["keys"].items())]
-    body = json.dumps(head, indent=1)[:-2]
-    return body + ',\n "keys": {\n' + ",\n".join(lines) + "\n }\n}\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,11 +30,12 @@ Independent of vlmref (nothing from vlmref is imported). The facts:
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from golden_io import check_index_keys, dumps, write_all_main  # noqa: E402,F401  (dumps: used by yi_vl)
 
 REPO = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO / "golden" / "arch"
@@ -207,37 +208,12 @@ def build(model_type: str) -> dict:
 
 
 def check_index(path: Path, model_type: str) -> None:
-    names = set(json.loads(path.read_text())["weight_map"])
-    expected = set(build(model_type)["keys"])
-    if names != expected:
-        raise SystemExit(f"index differs: missing {sorted(expected - names)[:20]}, extra {sorted(names - expected)[:20]}")
-    print(f"{path}: {len(names)} keys, all match {model_type}")
-
-
-def dumps(data: dict) -> str:
-    """JSON with one line per key (sorted), so diffs of the golden file stay readable."""
-    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(data["keys"].items())]
-    head = {k: v for k, v in data.items() if k != "keys"}
-    body = json.dumps(head, indent=1)[:-2]
-    return body + ',\n "keys": {\n' + ",\n".join(lines) + "\n }\n}\n"
+    check_index_keys(path, set(build(model_type)["keys"]), model_type)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check-index", type=Path, help="a real model.safetensors.index.json to compare")
-    parser.add_argument("--model-type", choices=sorted(MODELS), help="with --check-index")
-    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
-    args = parser.parse_args(argv)
-    if args.check_index:
-        check_index(args.check_index, args.model_type or parser.error("--check-index needs --model-type"))
-        return 0
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for model_type in MODELS:
-        data = build(model_type)
-        out = args.out_dir / f"{model_type}.json"
-        out.write_text(dumps(data), encoding="utf-8")
-        print(f"wrote {out}: {len(data['keys'])} keys, {data['param_counts']}")
-    return 0
+    return write_all_main(argv, __doc__, MODELS, build, OUT_DIR, "a real model.safetensors.index.json to compare",
+                          check_index)
 
 
 if __name__ == "__main__":

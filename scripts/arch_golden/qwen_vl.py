@@ -24,6 +24,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from golden_io import dumps  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "golden" / "arch" / "qwen-vl-chat.json"
 INDEX_SOURCE = "github.com/x1ngzai/Qwen-VL-Chat-Int4@1cd721a27dd000fc4cf688c6ad58e614da1d600d model.safetensors.index.json"
@@ -193,14 +196,6 @@ def check_index(path: Path) -> None:
     if collapsed != expected:
         raise SystemExit(f"index differs: missing {sorted(expected - collapsed)}, extra {sorted(collapsed - expected)}")
     print(f"{path}: {len(names)} keys, patterns match")
-
-
-def dumps(data: dict) -> str:
-    """JSON with one line per key (sorted), so diffs of the golden file stay readable."""
-    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(data["keys"].items())]
-    head = {k: v for k, v in data.items() if k != "keys"}
-    body = json.dumps(head, indent=1)[:-2]
-    return body + ',\n "keys": {\n' + ",\n".join(lines) + "\n }\n}\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,13 +20,12 @@ Independent of vlmref (the key/shape helpers come from llava_next.py beside this
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llava_next import clip_vision_keys, count, decoder_keys, dumps  # noqa: E402
+from golden_io import check_index_keys, write_all_main  # noqa: E402
+from llava_next import clip_vision_keys, count, decoder_keys  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO / "golden" / "arch"
@@ -93,30 +92,12 @@ def build(model_type: str) -> dict:
 
 
 def check_index(path: Path, model_type: str) -> None:
-    names = set(json.loads(path.read_text())["weight_map"])
-    names = {n for n in names if not n.endswith((".rotary_emb.inv_freq", ".position_ids"))}  # old buffers
-    expected = set(build(model_type)["keys"])
-    if names != expected:
-        raise SystemExit(f"index differs: missing {sorted(expected - names)[:20]}, extra {sorted(names - expected)[:20]}")
-    print(f"{path}: {len(names)} keys, all match {model_type}")
+    check_index_keys(path, set(build(model_type)["keys"]), model_type, ignore=(".rotary_emb.inv_freq", ".position_ids"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check-index", type=Path, help="a real pytorch_model.bin.index.json to compare")
-    parser.add_argument("--model-type", choices=sorted(MODELS), help="with --check-index")
-    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
-    args = parser.parse_args(argv)
-    if args.check_index:
-        check_index(args.check_index, args.model_type or parser.error("--check-index needs --model-type"))
-        return 0
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for model_type in MODELS:
-        data = build(model_type)
-        out = args.out_dir / f"{model_type}.json"
-        out.write_text(dumps(data), encoding="utf-8")
-        print(f"wrote {out}: {len(data['keys'])} keys, {data['param_counts']}")
-    return 0
+    return write_all_main(argv, __doc__, MODELS, build, OUT_DIR, "a real pytorch_model.bin.index.json to compare",
+                          check_index)
 
 
 if __name__ == "__main__":
