@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from golden_io import check_index_keys, dumps, write_all_main  # noqa: E402,F401  (dumps: used by yi_vl)
+from golden_io import check_index_keys, write_all_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO / "golden" / "arch"
