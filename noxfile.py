@@ -56,8 +56,22 @@ def golden(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput benchmarks (pytest-benchmark); JSON results under .benchmarks/."""
+    """The main job: the seeds' 16 documented GPU-memory footprints predicted on CPU (table, memory_report/), then the
+    throughput benchmarks (pytest-benchmark JSON under .benchmarks/). Args go to pytest, e.g. `-- -k encode`."""
     _install(session, "test")
+    session.run("vlmref", "memory", "--documented", "--out_dir", "memory_report")
     out = os.path.join(".benchmarks", "bench.json")
     session.run("pytest", "benchmarks", "-p", "no:cacheprovider", "--benchmark-only",
                 f"--benchmark-json={out}", *session.posargs)
+
+
+@nox.session(name="bench-a100")
+def bench_a100(session: nox.Session) -> None:
+    """Build the Dockerfile's CUDA image, run `vlmref bench --documented` in it on all GPUs (docker SDK), keep the
+    results as .benchmarks/a100/bench-<sha>.json and compare them with the seeds' documented GB (+-10%; exit 1 outside).
+
+    Needs Docker Engine and the NVIDIA container toolkit on the host (the harness says what is missing otherwise);
+    the session itself installs only the docker SDK and vlmref's pure layer, torch comes with the image.
+    `nox -s bench-a100 -- --tolerance 0.15 --build-arg TORCH_INDEX=... -- --only qwen-vl-chat/lora/1gpu`"""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "vlmref.bench.docker_harness", *session.posargs)

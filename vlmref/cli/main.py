@@ -1,5 +1,5 @@
 """``vlmref`` entry point: ``sft``, ``infer``, ``export``, ``list``, ``render``, ``check-data``, ``model-info``,
-``create-tiny``, ``demo``. Flags keep ms-swift 2.2.0's names."""
+``create-tiny``, ``memory``, ``bench``, ``demo``. Flags keep ms-swift 2.2.0's names."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
     r.set_defaults(func=_cmd_render)
 
-    from . import check_data, export, infer, sft
+    from . import bench, check_data, export, infer, memory, sft
     from .models import add_parsers as add_model_parsers
 
     sft.add_parser(sub)
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     check_data.add_parser(sub)
     add_model_parsers(sub)
+    memory.add_parser(sub)
+    bench.add_parser(sub)
 
     d = sub.add_parser("demo", help="tiny-model LoRA sft -> merge -> infer on the bundled sample (--templates: render)")
     d.add_argument("--templates", action="store_true", help="render every model's template on the bundled sample")

@@ -1,0 +1,130 @@
+"""``vlmref memory``: predict peak GPU memory per device without a GPU (FakeTensorMode trace of the full-size model).
+
+::
+
+    vlmref memory --model_type qwen-vl-chat --mode sft --text_tokens 64          # one scenario, breakdown per device
+    vlmref memory --model_type llava1d6-mistral-7b-instruct --mode sft --sft_type full \\
+        --deepspeed zero2 --world_size 4 --json                                   # as JSON
+    vlmref memory --documented --out_dir memory_report                            # the seeds' 16 footprints:
+                                                                                  # table + .md + .png + .json
+
+Figures are GiB. ``allocated`` is what ``torch.cuda.max_memory_allocated`` would show, ``reserved`` its
+``max_memory_reserved`` without fragmentation, ``nvidia_smi`` adds the CUDA context; the seeds' "GB GPU memory" is
+compared with the last. Exit codes: 0 done, 2 bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from .scenario_args import add_scenario_arguments, scenario_from_args
+
+CATEGORY_ORDER = ("parameters", "buffers", "gradients", "optimizer_states", "zero_model_states", "ddp_buckets",
+                  "activations", "temporaries", "inputs", "kv_cache_extrapolated")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("memory", help="predict peak GPU memory per device (no GPU needed); --documented: the seeds' table",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--documented", action="store_true", help="the 16 footprints the seeds document, vs prediction")
+    p.add_argument("--only", nargs="+", default=None, metavar="KEY", help="with --documented: just these keys")
+    p.add_argument("--out_dir", default="memory_report", help="--documented: where documented.{md,png,json} go")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--tiny", action="store_true", help="trace the tiny configs (a fast check of the tracing path)")
+    add_scenario_arguments(p)
+    p.set_defaults(func=run_namespace)
+    return p
+
+
+def format_estimate(est: Any) -> str:
+    gib = 1 << 30
+    lines = [est.scenario.label(),
+             f"  sample: {est.sample['positions']} positions ({est.sample['image_positions']} image), "
+             f"tokenizer: {est.tokenizer}; gradient checkpointing: {est.gradient_checkpointing}; "
+             f"peak in: {est.peak_phase}; traced in {est.seconds:.1f} s"]
+    devices = list(est.per_device)
+    shown = devices if len(devices) <= 8 else devices[:8]
+    width = max(len(d) for d in shown)
+    names = [c for c in CATEGORY_ORDER if any(est.per_device[d].get(c) for d in shown)]
+    lines.append("  " + "device".ljust(width) + "".join(f"{c[:12]:>14}" for c in names)
+                 + f"{'allocated':>12}{'reserved':>11}{'nvidia-smi':>12}")
+    for d in shown:
+        row = est.per_device[d]
+        lines.append("  " + d.ljust(width) + "".join(f"{row.get(c, 0) / gib:>14.2f}" for c in names)
+                     + f"{row['allocated'] / gib:>12.2f}{row['reserved'] / gib:>11.2f}{row['nvidia_smi'] / gib:>12.2f}")
+    if len(devices) > len(shown):
+        lines.append(f"  ... {len(devices) - len(shown)} more devices")
+    lines += [f"  note: {n}" for n in est.notes]
+    if est.kv_cache_bytes_per_token:
+        lines.append(f"  KV cache: {est.kv_cache_bytes_per_token / 2**20:.3f} MiB per token (measured)")
+    lines.append(f"  predicted peak: {est.predicted_gib:.2f} GiB on the busiest device (nvidia-smi style)")
+    return "\n".join(lines)
+
+
+def documented_rows(only: list[str] | None, tiny: bool = False, log=print) -> tuple[list[dict], list[dict]]:
+    from ..memory.documented import DOCUMENTED
+    from ..memory.simulate import simulate
+
+    chosen = [d for d in DOCUMENTED if not only or d.key in only]
+    unknown = sorted(set(only or []) - {d.key for d in DOCUMENTED})
+    if unknown:
+        raise KeyError(f"unknown documented key(s) {unknown}; known: {', '.join(d.key for d in DOCUMENTED)}")
+    rows, details = [], []
+    for i, d in enumerate(chosen, 1):
+        est = simulate(d.scenario, tiny=tiny)
+        fp = d.footprint
+        rows.append({"key": d.key, "gpus": f"{fp.gpus} x {fp.gpu_kind}", "documented_gib": d.documented_gib,
+                     "predicted_gib": round(est.predicted_gib, 2), "allocated_gib": round(est.peak_allocated_gib, 2),
+                     "peak_phase": est.peak_phase, "seconds": round(est.seconds, 1), "launch": fp.launch,
+                     "seed": fp.seed})
+        details.append(est.to_dict())
+        log(f"[{i}/{len(chosen)}] {d.key}: documented {d.documented_gib:.0f}, predicted {est.predicted_gib:.2f} GiB "
+            f"({est.seconds:.1f} s)")
+    return rows, details
+
+
+def run_namespace(args: argparse.Namespace) -> int:
+    from ..memory.scenario import ScenarioError
+
+    if args.documented == (args.model_type is not None):
+        print("error: give either --documented or --model_type X --mode infer|sft", file=sys.stderr)
+        return 2
+    if args.documented:
+        from ..memory.report import text_table, write_report
+
+        start = time.perf_counter()
+        try:
+            rows, details = documented_rows(args.only, tiny=args.tiny,
+                                            log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
+        except KeyError as err:
+            print(f"error: {err.args[0]}", file=sys.stderr)
+            return 2
+        paths = write_report(rows, args.out_dir, details)
+        wall = time.perf_counter() - start
+        if args.json:
+            print(json.dumps({"rows": rows, "wall_seconds": round(wall, 1)}, indent=2))
+        else:
+            print(text_table(rows))
+            print(f"simulated {len(rows)} scenario(s) in {wall:.0f} s; wrote " + ", ".join(str(p) for p in paths))
+        return 0
+    try:
+        from ..memory.simulate import simulate
+
+        scenario = scenario_from_args(args)
+        est = simulate(scenario, tiny=args.tiny)
+    except (ScenarioError, KeyError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    print(json.dumps(est.to_dict(), indent=2) if args.json else format_estimate(est))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vlmref memory")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    return run_namespace(parser.parse_args(["memory", *(argv or sys.argv[1:])]))

@@ -1,0 +1,118 @@
+"""The 16 GPU-memory figures the seeds document, each with the exact scenario ``vlmref memory --documented`` predicts.
+
+Every ``Footprint`` in the model registry appears here exactly once (a test checks it). The scenario is the seed's
+command with ms-swift 2.2.0's defaults: bf16, batch 1, LoRA r=8 on the registry's DEFAULT targets, the registry's
+gradient-checkpointing default, ``max_length`` 2048 (a budget the seeds' coco samples never reach).
+
+Sample lengths (stated assumptions, the same for every model, never fitted to the documented numbers):
+
+* sft on ``coco-en-mini`` / ``coco-en-2-mini``: one 640x480 COCO picture + 64 text positions (the query
+  "please describe the image." and one caption, ~10-50 words, plus the template's markup);
+* infer (the seeds' interactive sessions): one 640x480 picture + 32 prompt positions, 128 generated tokens.
+
+Attention as ms-swift 2.2.0 ran it with the seeds' commands (no ``--use_flash_attn``): ``eager`` for LLaVA-NeXT and
+Yi-VL (``get_model_tokenizer_with_flash_attn`` sets ``_attn_implementation='eager'`` on transformers >= 4.36), for
+Qwen-VL (its remote code's non-flash path without the flash-attn package) and InternLM-XComposer2 (its remote code's
+``eager`` attention); ``sdpa`` for CogVLM (its remote ``attention_fn`` calls torch's SDPA for causal masks).
+
+>>> len(DOCUMENTED)
+16
+>>> documented_for("qwen-vl-chat")[2].scenario.label()
+'qwen-vl-chat sft full bf16 eager-attn 2x2 GPU, 1 image 480x640 + 64 text tokens, bs 1'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..models.registry import MODELS, Footprint
+from .scenario import GPUS, Gpu, MemoryScenario
+
+SFT_TEXT_TOKENS = 64
+INFER_TEXT_TOKENS = 32
+INFER_NEW_TOKENS = 128
+COCO_IMAGE = (480, 640)
+
+
+@dataclass(frozen=True)
+class DocumentedFootprint:
+    model_type: str
+    footprint: Footprint
+    scenario: MemoryScenario
+    gpu: Gpu
+
+    @property
+    def documented_gib(self) -> float:
+        """The seed's per-GPU figure; its "GB" is read as GiB (nvidia-smi and ms-swift print MiB/GiB)."""
+        return float(self.footprint.gb_per_gpu)
+
+    @property
+    def key(self) -> str:
+        fp = self.footprint
+        return f"{self.model_type}/{fp.mode}/{fp.gpus}gpu"
+
+
+SWIFT_ATTENTION = {"cogvlm": "sdpa", "qwen_vl": "eager", "internlm_xcomposer2": "eager", "yi_vl": "eager",
+                   "llava_next": "eager"}
+
+
+def _attention(model_type: str) -> str:
+    return SWIFT_ATTENTION[MODELS.get(model_type).architecture]
+
+
+def _sft(model_type: str, sft_type: str = "lora", **kw) -> MemoryScenario:
+    return MemoryScenario(model_type, "sft", sft_type=sft_type, text_tokens=SFT_TEXT_TOKENS, image_size=COCO_IMAGE,
+                          attention=_attention(model_type), **kw)
+
+
+def _infer(model_type: str, **kw) -> MemoryScenario:
+    return MemoryScenario(model_type, "infer", text_tokens=INFER_TEXT_TOKENS, new_tokens=INFER_NEW_TOKENS,
+                          image_size=COCO_IMAGE, attention=_attention(model_type), **kw)
+
+
+# (model_type, mode, gpus) -> scenario; the seed command is quoted in the registry Footprint's ``launch``/``seed``
+_SCENARIOS: dict[tuple[str, str, int], MemoryScenario] = {
+    ("cogvlm-17b-instruct", "infer", 1): _infer("cogvlm-17b-instruct"),
+    ("cogvlm-17b-instruct", "lora", 1): _sft("cogvlm-17b-instruct"),
+    ("qwen-vl-chat", "infer", 1): _infer("qwen-vl-chat"),
+    ("qwen-vl-chat", "lora", 1): _sft("qwen-vl-chat"),
+    # NPROC_PER_NODE=2 CUDA_VISIBLE_DEVICES=0,1,2,3: 2 DDP processes, each splits the model over 2 GPUs
+    ("qwen-vl-chat", "full", 4): _sft("qwen-vl-chat", "full", world_size=2, devices_per_process=2),
+    ("internlm-xcomposer2-7b-chat", "infer", 1): _infer("internlm-xcomposer2-7b-chat"),
+    ("internlm-xcomposer2-7b-chat", "lora", 1): _sft("internlm-xcomposer2-7b-chat"),
+    ("yi-vl-6b-chat", "infer", 1): _infer("yi-vl-6b-chat"),
+    ("yi-vl-6b-chat", "lora", 1): _sft("yi-vl-6b-chat"),
+    ("llava1d6-mistral-7b-instruct", "infer", 1): _infer("llava1d6-mistral-7b-instruct"),
+    ("llava1d6-mistral-7b-instruct", "lora", 1): _sft("llava1d6-mistral-7b-instruct"),
+    ("llava1d6-mistral-7b-instruct", "full", 4): _sft("llava1d6-mistral-7b-instruct", "full", deepspeed="zero2",
+                                                      world_size=4),
+    ("llava1d6-yi-34b-instruct", "infer", 1): _infer("llava1d6-yi-34b-instruct"),
+    ("llava1d6-yi-34b-instruct", "infer", 4): _infer("llava1d6-yi-34b-instruct", devices_per_process=4),
+    ("llava1d6-yi-34b-instruct", "lora", 2): _sft("llava1d6-yi-34b-instruct", devices_per_process=2),
+    ("llava1d6-yi-34b-instruct", "full", 8): _sft("llava1d6-yi-34b-instruct", "full", devices_per_process=8),
+}
+
+
+def _build() -> tuple[DocumentedFootprint, ...]:
+    rows = []
+    for model_type in MODELS.names():
+        for fp in MODELS.get(model_type).footprints:
+            key = (model_type, fp.mode, fp.gpus)
+            if key not in _SCENARIOS:
+                raise KeyError(f"documented footprint {key} has no scenario in vlmref/memory/documented.py")
+            scenario = _SCENARIOS[key]
+            if scenario.devices != fp.gpus:
+                raise ValueError(f"{key}: scenario uses {scenario.devices} GPUs, the seed {fp.gpus}")
+            rows.append(DocumentedFootprint(model_type, fp, scenario, GPUS[fp.gpu_kind]))
+    unused = set(_SCENARIOS) - {(r.model_type, r.footprint.mode, r.footprint.gpus) for r in rows}
+    if unused:
+        raise KeyError(f"scenarios for footprints the registry does not document: {sorted(unused)}")
+    return tuple(rows)
+
+
+DOCUMENTED: tuple[DocumentedFootprint, ...] = _build()
+
+
+def documented_for(model_type: str) -> list[DocumentedFootprint]:
+    canonical = MODELS.canonical(model_type)
+    return [d for d in DOCUMENTED if d.model_type == canonical]

@@ -1,0 +1,150 @@
+"""What a memory prediction (``vlmref memory``) or a GPU measurement (``vlmref bench``) runs, as data.
+
+>>> s = MemoryScenario("qwen-vl-chat", "sft", text_tokens=64)
+>>> s.label()
+'qwen-vl-chat sft lora bf16 1x1 GPU, 1 image 480x640 + 64 text tokens, bs 1'
+>>> s.devices
+1
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from ..errors import VlmrefError
+
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+GIB = 1 << 30
+
+# CUDA context + kernel images, outside PyTorch's allocator (visible in nvidia-smi, not in memory_reserved): the
+# figure reported in pytorch/pytorch#34323 for a process that has only initialised CUDA (781 MB). A stated public
+# allowance, not fitted: with lazy module loading (CUDA >= 11.7) it is often smaller, with NCCL it is larger.
+CUDA_CONTEXT_BYTES = 781 * (1 << 20)
+
+# ms-swift 2.2.0 default-zero2 / default-zero3 bucket sizes (elements), ``swift/llm/ds_config/zero{2,3}.json``
+ZERO2_BUCKET_ELEMENTS = {"allgather_bucket_size": 2e8, "reduce_bucket_size": 2e8}
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_gib: float
+    bf16: bool
+
+
+GPUS = {
+    "A100": Gpu("A100 80GB", 80.0, True),
+    "A10": Gpu("A10 24GB", 24.0, True),
+    "3090": Gpu("RTX 3090 24GB", 24.0, True),
+    "V100": Gpu("V100 32GB", 32.0, False),
+    "A10/3090/V100": Gpu("A10 / RTX 3090 (24GB)", 24.0, True),
+}
+
+
+class ScenarioError(VlmrefError, ValueError):
+    """A scenario that cannot be run (bad combination of options)."""
+
+
+@dataclass(frozen=True)
+class MemoryScenario:
+    """One configuration whose peak GPU memory per device is predicted (CPU) or measured (GPU).
+
+    * ``mode='infer'``: prefill of one sample (image + ``text_tokens`` text positions), then ``new_tokens`` decode steps
+      with the KV cache, no gradients (``vlmref infer``).
+    * ``mode='sft'``: two optimizer steps of ``vlmref sft`` on a batch of ``batch_size`` such samples (AdamW, the
+      registry's gradient checkpointing default, peft LoRA or full), so the optimizer states are live in the second.
+    * ``attention='eager'`` computes attention the eager way (the (heads, L, L) matrix in memory), as ms-swift 2.2.0
+      loads these models unless ``--use_flash_attn true`` (see ``memory/attention.py``); ``sdpa`` is vlmref's own.
+    * ``text_tokens=None`` fills the sample to ``max_length`` positions (the worst case the budget allows).
+    * ``devices_per_process > 1``: the model is split over that many GPUs inside one process (``device_map``, as the
+      seeds' ``CUDA_VISIBLE_DEVICES=0,1`` without ``NPROC_PER_NODE``); ``world_size`` is the number of data-parallel
+      processes (DDP, or DeepSpeed ZeRO with ``deepspeed``).
+    """
+
+    model_type: str
+    mode: Literal["infer", "sft"]
+    sft_type: Literal["lora", "full"] = "lora"
+    dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+    max_length: int = 2048
+    text_tokens: int | None = None
+    image_size: tuple[int, int] = (480, 640)  # height, width
+    images: int = 1
+    batch_size: int = 1
+    gradient_checkpointing: bool | None = None  # None: the registry's default for the model
+    lora_target_modules: tuple[str, ...] = ("DEFAULT",)
+    lora_rank: int = 8
+    lora_alpha: int = 32
+    deepspeed: Literal["zero2", "zero3"] | None = None
+    world_size: int = 1
+    devices_per_process: int = 1
+    new_tokens: int = 64
+    attention: Literal["sdpa", "eager"] = "sdpa"  # sdpa: vlmref's models; eager: ms-swift 2.2.0's default loading
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("infer", "sft"):
+            raise ScenarioError(f"mode must be 'infer' or 'sft', got {self.mode!r}")
+        if self.sft_type not in ("lora", "full"):
+            raise ScenarioError(f"sft_type must be 'lora' or 'full', got {self.sft_type!r}")
+        if self.dtype not in DTYPE_BYTES:
+            raise ScenarioError(f"dtype must be one of {sorted(DTYPE_BYTES)}, got {self.dtype!r}")
+        if self.deepspeed not in (None, "zero2", "zero3"):
+            raise ScenarioError(f"deepspeed must be zero2, zero3 or None, got {self.deepspeed!r}")
+        if self.attention not in ("sdpa", "eager"):
+            raise ScenarioError(f"attention must be 'sdpa' or 'eager', got {self.attention!r}")
+        if self.deepspeed and self.mode != "sft":
+            raise ScenarioError("--deepspeed applies to sft only")
+        if self.deepspeed and self.devices_per_process != 1:
+            raise ScenarioError("DeepSpeed ZeRO and device_map model parallelism do not combine (ms-swift refuses it)")
+        for name in ("max_length", "images", "batch_size", "world_size", "devices_per_process", "lora_rank"):
+            if int(getattr(self, name)) < 1:
+                raise ScenarioError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.text_tokens is not None and self.text_tokens < 1:
+            raise ScenarioError(f"text_tokens must be >= 1, got {self.text_tokens}")
+        if self.mode == "infer" and self.new_tokens < 1:
+            raise ScenarioError(f"new_tokens must be >= 1 for infer, got {self.new_tokens}")
+        h, w = self.image_size
+        if h < 1 or w < 1:
+            raise ScenarioError(f"image_size must be positive, got {self.image_size}")
+
+    @property
+    def devices(self) -> int:
+        """GPUs the scenario occupies in all."""
+        return self.world_size * self.devices_per_process
+
+    @property
+    def is_lora(self) -> bool:
+        return self.mode == "sft" and self.sft_type == "lora"
+
+    def label(self) -> str:
+        kind = "infer" if self.mode == "infer" else f"sft {self.sft_type}"
+        ds = (f" {self.deepspeed}" if self.deepspeed else "") + (" eager-attn" if self.attention == "eager" else "")
+        text = "max_length" if self.text_tokens is None else f"{self.text_tokens} text tokens"
+        h, w = self.image_size
+        imgs = f"{self.images} image{'s' if self.images != 1 else ''} {h}x{w}"
+        return (f"{self.model_type} {kind} {self.dtype}{ds} {self.world_size}x{self.devices_per_process} GPU, "
+                f"{imgs} + {text}, bs {self.batch_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["image_size"] = list(self.image_size)
+        data["lora_target_modules"] = list(self.lora_target_modules)
+        data["notes"] = list(self.notes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryScenario:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ScenarioError(f"unknown scenario field(s) {unknown}")
+        if "image_size" in known:
+            known["image_size"] = tuple(int(x) for x in known["image_size"])
+        for key in ("lora_target_modules", "notes"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+    def with_(self, **changes: Any) -> MemoryScenario:
+        return replace(self, **changes)
