@@ -17,19 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _bool(text: str) -> bool:
-    value = str(text).strip().lower()
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+from ..llm.sft_args import parse_bool
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt_dir", default=None, help="the LoRA checkpoint folder (.../vx-xxx/checkpoint-xxx)")
-    p.add_argument("--merge_lora", type=_bool, default=False, help="true: merge the LoRA into the base model")
+    p.add_argument("--merge_lora", type=parse_bool, default=False, help="true: merge the LoRA into the base model")
     p.add_argument("--merge_device_map", default="auto", choices=["auto", "cpu"],
                    help="where the model is loaded for merging (default auto: the GPUs if any, else CPU)")
     p.add_argument("--dtype", default="AUTO", choices=["AUTO", "bf16", "fp16", "fp32"],

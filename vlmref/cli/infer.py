@@ -15,17 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-_TRUE = {"true", "1", "yes", "y", "on", "t"}
-_FALSE = {"false", "0", "no", "n", "off", "f"}
-
-
-def str_to_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+from ..llm.sft_args import parse_bool
 
 
 def _none_or(kind):
@@ -45,7 +35,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         if kind.startswith("list"):
             options["nargs"] = "*" if f.name == "stop_words" else "+"
         elif "bool" in kind:
-            options["type"] = str_to_bool
+            options["type"] = parse_bool
             options["metavar"] = "{true,false}"
         elif kind.startswith("int"):
             options["type"] = _none_or(int) if "None" in kind else int

@@ -12,19 +12,13 @@ import argparse
 import json
 import sys
 
-
-def _image_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 480x640; got {text!r}") from None
-    return h, w
+from .scenario_args import image_size
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     info = sub.add_parser("model-info", help="parameter counts per component, image tokens, LoRA targets (meta device)")
     info.add_argument("--model_type", required=True)
-    info.add_argument("--image_size", type=_image_size, default=(480, 640), help="HEIGHTxWIDTH (default 480x640)")
+    info.add_argument("--image_size", type=image_size, default=(480, 640), help="HEIGHTxWIDTH (default 480x640)")
     info.add_argument("--lora_rank", type=int, default=8)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=run_model_info)

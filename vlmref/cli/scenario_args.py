@@ -5,21 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..llm.sft_args import parse_bool
 
-def _image_size(text: str) -> tuple[int, int]:
+
+def image_size(text: str) -> tuple[int, int]:
+    """``HEIGHTxWIDTH`` -> ``(height, width)``, e.g. ``480x640``."""
     try:
         h, w = (int(x) for x in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 480x640; got {text!r}") from None
     return h, w
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,8 +27,8 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("max_length", "text_tokens", "images", "batch_size", "lora_rank", "lora_alpha", "world_size",
                  "devices_per_process", "new_tokens"):
         g.add_argument(f"--{name}", type=int, default=None)
-    g.add_argument("--image_size", type=_image_size, default=None, help="HEIGHTxWIDTH (default 480x640)")
-    g.add_argument("--gradient_checkpointing", type=_bool, default=None, help="default: the registry's, per model")
+    g.add_argument("--image_size", type=image_size, default=None, help="HEIGHTxWIDTH (default 480x640)")
+    g.add_argument("--gradient_checkpointing", type=parse_bool, default=None, help="default: the registry's, per model")
     g.add_argument("--lora_target_modules", nargs="+", default=None, help="default DEFAULT")
     g.add_argument("--deepspeed", choices=["zero2", "zero3"], default=None)
     g.add_argument("--attention", choices=["sdpa", "eager"], default=None,

@@ -319,14 +319,15 @@ def load_deepspeed_config(value: str | dict) -> dict[str, Any]:
 
 
 # ---- flag parser ---------------------------------------------------------------------------------------------------
-_TRUE = ("true", "1", "yes", "y", "t")
-_FALSE = ("false", "0", "no", "n", "f")
+_TRUE = ("true", "1", "yes", "y", "t", "on")
+_FALSE = ("false", "0", "no", "n", "f", "off")
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in _TRUE:
+def parse_bool(text: str) -> bool:
+    """ms-swift's boolean flag values: ``true/1/yes/y/t/on`` and ``false/0/no/n/f/off`` (any case)."""
+    if text.strip().lower() in _TRUE:
         return True
-    if text.lower() in _FALSE:
+    if text.strip().lower() in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
@@ -358,7 +359,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
             kw.update(type=_optional(str) if optional else str, choices=choices + ([None] if optional else []))
             help_default += f"; one of {', '.join(map(str, choices))}"
         elif kind is bool:
-            kw.update(type=_optional(_bool) if optional else _bool, nargs="?", const=True, metavar="true|false")
+            kw.update(type=_optional(parse_bool) if optional else parse_bool, nargs="?", const=True, metavar="true|false")
         elif typing.get_origin(kind) is list:
             kw.update(type=str, nargs="+")
         elif kind in (int, float, str):
