@@ -19,6 +19,21 @@ def dumps(data: dict) -> str:
     return body + ',\n "keys": {\n' + ",\n".join(lines) + "\n }\n}\n"
 
 
+def count_parameters(keys: dict[str, list[int]], components: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Parameters per component; every key must belong to exactly one."""
+    counts = {name: 0 for name in components}
+    for key, shape in keys.items():
+        owners = [n for n, prefixes in components.items() if any(key == p or key.startswith(p + ".") for p in prefixes)]
+        if len(owners) != 1:
+            raise SystemExit(f"{key}: owned by {owners}")
+        size = 1
+        for s in shape:
+            size *= s
+        counts[owners[0]] += size
+    counts["total"] = sum(counts.values())
+    return counts
+
+
 def check_index_keys(path: Path, expected: set[str], label: str, ignore: tuple[str, ...] = ()) -> None:
     """Compare a real ``*.index.json`` weight map with the expected keys (names ending in ``ignore`` are skipped)."""
     names = {n for n in json.loads(path.read_text())["weight_map"] if not (ignore and n.endswith(ignore))}

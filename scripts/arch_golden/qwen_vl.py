@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from golden_io import dumps  # noqa: E402
+from golden_io import count_parameters, dumps  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "golden" / "arch" / "qwen-vl-chat.json"
@@ -161,16 +161,7 @@ def build(c: dict = CONFIG) -> dict:
         layers = range(c["num_hidden_layers"]) if "{i}" in pattern else range(c["visual"]["layers"]) if "{j}" in pattern else [0]
         for n in layers:
             keys[pattern.replace("{i}", str(n)).replace("{j}", str(n))] = shape
-    counts = {name: 0 for name in COMPONENTS}
-    for key, shape in keys.items():
-        owners = [n for n, prefixes in COMPONENTS.items() if any(key == p or key.startswith(p + ".") for p in prefixes)]
-        if len(owners) != 1:
-            raise SystemExit(f"{key}: owned by {owners}")
-        size = 1
-        for s in shape:
-            size *= s
-        counts[owners[0]] += size
-    counts["total"] = sum(counts.values())
+    counts = count_parameters(keys, COMPONENTS)
     return {
         "model_type": "qwen-vl-chat",
         "provenance": (
