@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 
 def seed_everything(seed: int | None = None, full_determinism: bool = False, *, verbose: bool = True) -> int:
@@ -43,8 +44,9 @@ def cache_dir(*parts: str) -> str:
     return path
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename (never half-written)."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename (never half-written);
+    ``mode``: chmod the file before it appears (the temporary file is private, 0600)."""
     import tempfile
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -53,8 +55,25 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def to_device(value: Any, device: Any, dtype: Any = None) -> Any:
+    """Move a batch value (a tensor or a list of tensors) to ``device``; floating tensors also to ``dtype``."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if torch.is_floating_point(value) and dtype is not None:
+            return value.to(device=device, dtype=dtype)
+        return value.to(device)
+    if isinstance(value, list):
+        return [to_device(v, device, dtype) for v in value]
+    return value

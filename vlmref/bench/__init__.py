@@ -17,9 +17,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..utils import atomic_write_bytes
 
 SCHEMA = "vlmref-bench/1"
 STATUSES = ("ok", "skipped", "oom", "error")
@@ -72,20 +73,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     '{\\n "a": 1\\n}\\n'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"), mode=0o644)
     return path
 
 

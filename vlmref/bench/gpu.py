@@ -45,16 +45,9 @@ class BenchItem:
 
 def documented_items(only: Iterable[str] | None = None) -> list[BenchItem]:
     """The 16 documented footprints (``only``: just these keys, an unknown key is a ``KeyError``)."""
-    from ..memory.documented import DOCUMENTED
+    from ..memory.documented import select_documented
 
-    items = [BenchItem(d.key, d.scenario, d.documented_gib) for d in DOCUMENTED]
-    if only:
-        wanted = list(only)
-        unknown = sorted(set(wanted) - {i.key for i in items})
-        if unknown:
-            raise KeyError(f"unknown documented key(s) {unknown}; known: {', '.join(i.key for i in items)}")
-        items = [i for i in items if i.key in wanted]
-    return items
+    return [BenchItem(d.key, d.scenario, d.documented_gib) for d in select_documented(only)]
 
 
 def scenario_argv(s: MemoryScenario) -> list[str]:
@@ -139,17 +132,6 @@ class RssProbe:
 
 
 # ---- one scenario ----------------------------------------------------------------------------------------------------
-def _to_device(batch: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
-    import torch
-
-    def move(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return v.to(device=device, dtype=dtype) if torch.is_floating_point(v) else v.to(device)
-        return [move(x) for x in v] if isinstance(v, list) else v
-
-    return {k: move(v) for k, v in batch.items()}
-
-
 def _ensure_process_group(cuda: bool) -> None:
     import torch.distributed as tdist
 
@@ -238,6 +220,7 @@ def measure(s: MemoryScenario, device: str, tiny: bool = False, steps: int | Non
     from ..memory.setup import DTYPES
     from ..memory.tracker import PeakTracker, batch_tensors
     from ..memory.workload import STEPS, run_infer, run_sft
+    from ..utils import to_device
 
     cuda = device == "cuda"
     distributed = s.world_size > 1
@@ -253,7 +236,7 @@ def measure(s: MemoryScenario, device: str, tiny: bool = False, steps: int | Non
     if distributed:
         _ensure_process_group(cuda)
     model, input_device = _place_model(s, tiny, cuda_devices)
-    batch = _to_device(build_batch(s), input_device, DTYPES[s.dtype])
+    batch = {k: to_device(v, input_device, DTYPES[s.dtype]) for k, v in build_batch(s).items()}
     tracker = PeakTracker() if not cuda and not distributed else None
     if s.deepspeed:
         runner = _deepspeed_engine(model, s, sft_steps, world_size, cuda)

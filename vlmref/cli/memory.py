@@ -66,13 +66,10 @@ def format_estimate(est: Any) -> str:
 
 
 def documented_rows(only: list[str] | None, tiny: bool = False, log=print) -> tuple[list[dict], list[dict]]:
-    from ..memory.documented import DOCUMENTED
+    from ..memory.documented import select_documented
     from ..memory.simulate import simulate
 
-    chosen = [d for d in DOCUMENTED if not only or d.key in only]
-    unknown = sorted(set(only or []) - {d.key for d in DOCUMENTED})
-    if unknown:
-        raise KeyError(f"unknown documented key(s) {unknown}; known: {', '.join(d.key for d in DOCUMENTED)}")
+    chosen = select_documented(only)
     rows, details = [], []
     for i, d in enumerate(chosen, 1):
         est = simulate(d.scenario, tiny=tiny)

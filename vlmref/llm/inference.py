@@ -190,18 +190,6 @@ def _collator_name(model: Any, template: Any) -> str:
     return template.template_type
 
 
-def _to_device(value: Any, device: Any, dtype: Any) -> Any:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point():
-            return value.to(device=device, dtype=dtype)
-        return value.to(device)
-    if isinstance(value, list):
-        return [_to_device(v, device, dtype) for v in value]
-    return value
-
-
 def _prepare(model: Any, template: Any, query: str, history: History, system: str | None, images: Any,
              generation_config: Any, stop_words: Sequence[Any] | None, kwargs: dict[str, Any]) -> _Prepared:
     from ..datasets.collate import DataCollator
@@ -222,7 +210,9 @@ def _prepare(model: Any, template: Any, query: str, history: History, system: st
     batch = collator([encoded])
     batch.pop("labels", None)
     param = next(model.parameters())
-    inputs = {k: _to_device(v, param.device, param.dtype) for k, v in batch.items()}
+    from ..utils import to_device
+
+    inputs = {k: to_device(v, param.device, param.dtype) for k, v in batch.items()}
     prompt_len = int(inputs["input_ids"].shape[1])
 
     config = copy.deepcopy(generation_config if generation_config is not None else model.generation_config)

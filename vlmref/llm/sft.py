@@ -266,18 +266,6 @@ class Plan:
         return epoch + end / self.micro_batches_per_epoch
 
 
-def _to_device(value: Any, device: Any, dtype: Any) -> Any:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        if torch.is_floating_point(value) and dtype is not None:
-            return value.to(device=device, dtype=dtype)
-        return value.to(device)
-    if isinstance(value, list):
-        return [_to_device(v, device, dtype) for v in value]
-    return value
-
-
 # ---- optimizer / scheduler / DeepSpeed config --------------------------------------------------------------------
 def decay_parameter_names(model: Any) -> set[str]:
     """Parameters that get weight decay: all but biases and the weights of norm layers (HF Trainer)."""
@@ -730,7 +718,9 @@ class SftRun:
     def _batch(self, samples: list[Any]) -> dict[str, Any]:
         encoded = [self.encode(s) for s in samples]
         batch = self.collator(encoded)
-        return {k: _to_device(v, self.device, self.model_dtype) for k, v in batch.items()}
+        from ..utils import to_device
+
+        return {k: to_device(v, self.device, self.model_dtype) for k, v in batch.items()}
 
     def _forward(self, batch: dict[str, Any]):
         import contextlib

@@ -4,6 +4,6 @@ The pure part (``scenario``, ``documented``, ``report``) imports without torch; 
 """
 
 from .documented import DOCUMENTED, DocumentedFootprint, documented_for
-from .scenario import GPUS, MemoryScenario, ScenarioError
+from .scenario import MemoryScenario, ScenarioError
 
-__all__ = ["DOCUMENTED", "GPUS", "DocumentedFootprint", "MemoryScenario", "ScenarioError", "documented_for"]
+__all__ = ["DOCUMENTED", "DocumentedFootprint", "MemoryScenario", "ScenarioError", "documented_for"]

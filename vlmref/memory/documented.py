@@ -23,10 +23,11 @@ Qwen-VL (its remote code's non-flash path without the flash-attn package) and In
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..models.registry import MODELS, Footprint
-from .scenario import GPUS, Gpu, MemoryScenario
+from .scenario import MemoryScenario
 
 SFT_TEXT_TOKENS = 64
 INFER_TEXT_TOKENS = 32
@@ -39,7 +40,6 @@ class DocumentedFootprint:
     model_type: str
     footprint: Footprint
     scenario: MemoryScenario
-    gpu: Gpu
 
     @property
     def documented_gib(self) -> float:
@@ -103,7 +103,7 @@ def _build() -> tuple[DocumentedFootprint, ...]:
             scenario = _SCENARIOS[key]
             if scenario.devices != fp.gpus:
                 raise ValueError(f"{key}: scenario uses {scenario.devices} GPUs, the seed {fp.gpus}")
-            rows.append(DocumentedFootprint(model_type, fp, scenario, GPUS[fp.gpu_kind]))
+            rows.append(DocumentedFootprint(model_type, fp, scenario))
     unused = set(_SCENARIOS) - {(r.model_type, r.footprint.mode, r.footprint.gpus) for r in rows}
     if unused:
         raise KeyError(f"scenarios for footprints the registry does not document: {sorted(unused)}")
@@ -116,3 +116,14 @@ DOCUMENTED: tuple[DocumentedFootprint, ...] = _build()
 def documented_for(model_type: str) -> list[DocumentedFootprint]:
     canonical = MODELS.canonical(model_type)
     return [d for d in DOCUMENTED if d.model_type == canonical]
+
+
+def select_documented(only: Iterable[str] | None = None) -> list[DocumentedFootprint]:
+    """The documented footprints, in table order; ``only``: just these keys (an unknown key is a ``KeyError``)."""
+    if not only:
+        return list(DOCUMENTED)
+    wanted = set(only)
+    unknown = sorted(wanted - {d.key for d in DOCUMENTED})
+    if unknown:
+        raise KeyError(f"unknown documented key(s) {unknown}; known: {', '.join(d.key for d in DOCUMENTED)}")
+    return [d for d in DOCUMENTED if d.key in wanted]

@@ -1,13 +1,16 @@
 """The batch a memory scenario runs: one real sample per row, built by the model's template and collator.
 
-Token ids come from the byte-level stand-in tokenizer (``models/fallback_tokenizer.py``): the special tokens and the
-vocabulary size are the real ones, every text byte is one position, so a scenario's length is exact whatever tokenizer
-files the machine has. Memory does not depend on which ids the text has.
+Token ids come from the model's real tokenizer when the machine has its files, else from the byte-level stand-in
+(``models/fallback_tokenizer.py``: real special ids and vocabulary size, but the template's markup takes more
+positions). The text filler is sized so the sample has exactly the scenario's length either way; memory does not
+depend on which ids the text has.
 
 >>> from vlmref.memory.scenario import MemoryScenario
->>> batch = build_batch(MemoryScenario("qwen-vl-chat", "sft", text_tokens=64))
->>> batch_positions(batch), sample_shape(MemoryScenario("qwen-vl-chat", "sft", text_tokens=64))["image_positions"]
-(322, 258)
+>>> s = MemoryScenario("qwen-vl-chat", "sft", text_tokens=64)
+>>> shape = sample_shape(s); shape["image_positions"]
+258
+>>> sample_shape(s.with_(text_tokens=74))["positions"] - shape["positions"]
+10
 """
 
 from __future__ import annotations
@@ -87,12 +90,12 @@ def encode_sample(scenario: MemoryScenario) -> dict[str, Any]:
                         f"(got {len(encoded['input_ids'])})")
 
 
-def build_batch(scenario: MemoryScenario) -> dict[str, Any]:
-    """The collated batch (CPU tensors) of ``batch_size`` copies of :func:`encode_sample`."""
+def build_batch(scenario: MemoryScenario, encoded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The collated batch (CPU tensors) of ``batch_size`` copies of ``encoded`` (default :func:`encode_sample`)."""
     from ..datasets.collate import DataCollator
 
     meta = MODELS.get(scenario.model_type)
-    encoded = encode_sample(scenario)
+    encoded = encode_sample(scenario) if encoded is None else encoded
     side = "right" if scenario.mode == "sft" else "left"
     collator = DataCollator(meta.model_type, scenario_tokenizer(meta.model_type)[0], padding_side=side)
     return collator([encoded] * scenario.batch_size)
@@ -103,9 +106,9 @@ def batch_positions(batch: dict[str, Any]) -> int:
     return int(batch["input_ids"].shape[1])
 
 
-def sample_shape(scenario: MemoryScenario) -> dict[str, int]:
-    """``{'positions', 'image_positions', 'text_positions'}`` of one sample of the scenario."""
-    encoded = encode_sample(scenario)
+def sample_shape(scenario: MemoryScenario, encoded: dict[str, Any] | None = None) -> dict[str, int]:
+    """``{'positions', 'image_positions', 'text_positions'}`` of one sample of the scenario (of ``encoded`` if given)."""
+    encoded = encode_sample(scenario) if encoded is None else encoded
     n_image = sum(length for _, length in encoded["image_spans"])
     return {"positions": len(encoded["input_ids"]), "image_positions": n_image,
             "text_positions": len(encoded["input_ids"]) - n_image}

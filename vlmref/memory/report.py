@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..utils import atomic_write_bytes
 
 TOLERANCE = 0.10
 
@@ -42,20 +43,6 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     within = sum(abs(ratio(r) - 1) <= TOLERANCE for r in rows)
     out.append(f"{within}/{len(rows)} within +-{TOLERANCE:.0%} of the documented figure")
     return "\n".join(out)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: documented (seeds) vs predicted") -> bytes:
@@ -94,10 +81,12 @@ def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: docu
 
 
 def write_report(rows: list[dict[str, Any]], out_dir: str | os.PathLike, details: list[dict[str, Any]]) -> list[Path]:
-    """``documented.md``, ``documented.png`` and ``documented.json`` under ``out_dir`` (each written atomically)."""
+    """``documented.md``, ``documented.png`` and ``documented.json`` under ``out_dir`` (each written atomically,
+    world-readable)."""
     out = Path(out_dir)
     paths = [out / "documented.md", out / "documented.png", out / "documented.json"]
-    write_atomic(paths[0], (markdown_table(rows) + "\n").encode())
-    write_atomic(paths[1], png_chart(rows))
-    write_atomic(paths[2], (json.dumps({"rows": rows, "estimates": details}, indent=2) + "\n").encode())
+    atomic_write_bytes(paths[0], (markdown_table(rows) + "\n").encode(), mode=0o644)
+    atomic_write_bytes(paths[1], png_chart(rows), mode=0o644)
+    table = json.dumps({"rows": rows, "estimates": details}, indent=2) + "\n"
+    atomic_write_bytes(paths[2], table.encode(), mode=0o644)
     return paths

@@ -26,22 +26,6 @@ CUDA_CONTEXT_BYTES = 781 * (1 << 20)
 ZERO2_BUCKET_ELEMENTS = {"allgather_bucket_size": 2e8, "reduce_bucket_size": 2e8}
 
 
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    memory_gib: float
-    bf16: bool
-
-
-GPUS = {
-    "A100": Gpu("A100 80GB", 80.0, True),
-    "A10": Gpu("A10 24GB", 24.0, True),
-    "3090": Gpu("RTX 3090 24GB", 24.0, True),
-    "V100": Gpu("V100 32GB", 32.0, False),
-    "A10/3090/V100": Gpu("A10 / RTX 3090 (24GB)", 24.0, True),
-}
-
-
 class ScenarioError(VlmrefError, ValueError):
     """A scenario that cannot be run (bad combination of options)."""
 

@@ -73,7 +73,7 @@ def prepare(model: Any, scenario: MemoryScenario) -> Any:
     return model.train()
 
 
-def fakeify(model: Any, fake_mode: Any, device_of: dict[str, str] | None = None, default: str = "cpu") -> None:
+def fakeify(model: Any, fake_mode: Any, device: str = "cpu") -> None:
     """Give every meta parameter and buffer a fake tensor (same shape, dtype, ``requires_grad``; tied ones stay tied).
 
     Done by assignment rather than ``module.to_empty``: ``Module._apply`` swaps tensors, which fake tensors refuse.
@@ -87,23 +87,10 @@ def fakeify(model: Any, fake_mode: Any, device_of: dict[str, str] | None = None,
                     if tensor is None:
                         continue
                     if id(tensor) not in made:
-                        empty = torch.empty(tensor.shape, dtype=tensor.dtype, device=default)
+                        empty = torch.empty(tensor.shape, dtype=tensor.dtype, device=device)
                         made[id(tensor)] = (torch.nn.Parameter(empty, requires_grad=tensor.requires_grad)
                                             if kind == "_parameters" else empty)
                     table[name] = made[id(tensor)]
-
-
-def trainable_bytes(model: Any) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-
-
-def parameter_bytes(model: Any) -> int:
-    seen, total = set(), 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel() * p.element_size()
-    return total
 
 
 def device_map_for(model: Any, devices: int, gpu_bytes: int) -> dict[str, int]:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .attention import eager_attention
-from .inputs import build_batch, sample_shape, scenario_tokenizer
+from .inputs import build_batch, encode_sample, sample_shape, scenario_tokenizer
 from .scenario import CUDA_CONTEXT_BYTES, GIB, ZERO2_BUCKET_ELEMENTS, MemoryScenario
 from .setup import DTYPES, build_model, bytes_per_device, device_map_for, fakeify, gradient_checkpointing
 from .tracker import PeakTracker, batch_tensors
@@ -140,7 +140,8 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
     model = build_model(scenario, device="meta", tiny=tiny, **config_overrides)
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     fakeify(model, fake_mode)
-    batch = build_batch(scenario)
+    encoded = encode_sample(scenario)
+    batch = build_batch(scenario, encoded)
     tracker = PeakTracker()
     after_steps: list[int] = []
 
@@ -170,7 +171,7 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
             on_phase("end")
     (device, breakdown), = tracker.peak_breakdown().items() or [("cpu", {"total": 0})]
     result = {"model": model, "breakdown": breakdown, "phase": tracker.peak_phase.get(device, ""),
-              "kv_per_token": None, "notes": []}
+              "kv_per_token": None, "notes": [], "sample": sample_shape(scenario, encoded)}
     if scenario.mode == "infer" and len(after_steps) >= 3:  # [before prefill, after prefill, after decode 1, ...]
         kv = (after_steps[-1] - after_steps[2]) // max(len(after_steps) - 3, 1)
         result["kv_per_token"] = kv
@@ -249,7 +250,7 @@ def simulate(scenario: MemoryScenario, tiny: bool = False, **config_overrides: A
     notes = result["notes"] + notes
     return MemoryEstimate(
         scenario=scenario, per_device=per_device, traced=traced, peak_phase=result["phase"],
-        sample=sample_shape(scenario), tokenizer=scenario_tokenizer(scenario.model_type)[1],
+        sample=result["sample"], tokenizer=scenario_tokenizer(scenario.model_type)[1],
         seconds=time.perf_counter() - start,
         gradient_checkpointing=gradient_checkpointing(scenario) if scenario.mode == "sft" else None,
         kv_cache_bytes_per_token=result["kv_per_token"], notes=notes)

@@ -18,7 +18,6 @@ Two changes to ``torch.distributed._tools.mem_tracker.MemTracker`` (torch is pin
 
 from __future__ import annotations
 
-import math
 from copy import deepcopy
 from typing import Any
 
@@ -28,7 +27,6 @@ from torch.distributed._tools import mem_tracker as _mt
 CATEGORIES = {"PARAM": "parameters", "BUFFER": "buffers", "GRAD": "gradients", "OPT": "optimizer_states",
               "ACT": "activations", "TEMP": "temporaries", "OTH": "inputs"}  # OTH: what track_external got besides
 # modules and optimizers; vlmref passes it the batch (input ids, masks, pixels), which live on the GPU too
-CUDA_MIN_BLOCK = 512  # the CUDA caching allocator rounds every request up to a multiple of 512 bytes
 
 
 class PeakTracker(_mt.MemTracker):
@@ -89,8 +87,3 @@ def batch_tensors(batch: dict[str, Any]) -> list[torch.Tensor]:
         elif isinstance(value, (list, tuple)):
             out += [v for v in value if isinstance(v, torch.Tensor)]
     return out
-
-
-def cuda_block_bytes(nbytes: int) -> int:
-    """What the CUDA caching allocator accounts for a request of ``nbytes`` (``memory_allocated`` units)."""
-    return math.ceil(nbytes / CUDA_MIN_BLOCK) * CUDA_MIN_BLOCK
