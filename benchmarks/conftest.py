@@ -52,3 +52,10 @@ def image_features(benchmark, model, pixel_values):
 @pytest.fixture(scope="session")
 def arch_bench() -> SimpleNamespace:
     return SimpleNamespace(forward=forward, train_step=train_step, image_features=image_features)
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json) -> None:
+    """The bench JSON records the software that made it (pytest-benchmark keeps only the machine and the commit)."""
+    from vlmref.bench.env import result_versions
+
+    output_json["vlmref_versions"] = result_versions()

@@ -16,6 +16,7 @@ from stand_in import golden_specials
 
 from vlmref.datasets.collate import DataCollator
 from vlmref.models.info import matched_linears, parameter_counts, resolve_lora_targets
+from vlmref.models.kv_cache import output_cache
 from vlmref.models.qwen_vl import QWEN_VL_CHAT, SPEC, ImageSpanError, QWenVLConfig, QWenVLForCausalLM
 from vlmref.models.qwen_vl.modeling import logn_scale, ntk_alpha_for
 from vlmref.models.qwen_vl.vision import resize_abs_pos, sincos_pos_embed_2d
@@ -225,7 +226,7 @@ def test_image_inputs_are_dropped_after_prefill(model, batch) -> None:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         prefill = model(**inputs, use_cache=True, logits_to_keep=1)
     step = model.prepare_inputs_for_generation(
-        torch.cat([batch["input_ids"], batch["input_ids"][:, -1:]], 1), past_key_values=prefill.past_key_values,
+        torch.cat([batch["input_ids"], batch["input_ids"][:, -1:]], 1), cache=output_cache(prefill),
         attention_mask=torch.ones(2, batch["input_ids"].shape[1] + 1, dtype=torch.long), use_cache=True,
         pixel_values=batch["pixel_values"], images_per_sample=batch["images_per_sample"], next_sequence_length=1,
     )

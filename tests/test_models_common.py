@@ -71,6 +71,8 @@ def test_model_info_cli(capsys: pytest.CaptureFixture) -> None:
     assert info["parameters"] == golden_arch("qwen-vl-chat")["param_counts"]
     assert info["image_tokens_per_image"] == 258
     assert info["lora"]["DEFAULT"]["trainable"] == 4_194_304  # ms-swift Benchmark: qwen-vl-chat DEFAULT 4.19 M
+    # Qwen-VL-Chat config.json: 32 layers, 32 heads (no GQA), kv_channels 128 -> 32 x 32 x 128 x 2 x 2 B = 0.5 MiB
+    assert info["kv_cache"] == {"layers": 32, "kv_heads": 32, "head_dim": 128, "bf16_bytes_per_token": 524_288}
     assert main(["model-info", "--model_type", "llava1d6-mistral-7b-instruct", "--image_size", "480x640"]) == 0
     assert "image tokens per 480x640 image: 2340" in capsys.readouterr().out
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1 << 30
-PACKAGES = ("torch", "transformers", "peft", "deepspeed", "accelerate", "vlmref")
-ENVIRONMENT_KEYS = ("python", "platform", "cuda", "cudnn", "gpus", "driver", "git_commit", "variables", *PACKAGES)
+PACKAGES = ("torch", "transformers", "tokenizers", "peft", "deepspeed", "accelerate", "safetensors", "vlmref")
+ENVIRONMENT_KEYS = ("python", "platform", "cuda", "cudnn", "gpus", "driver", "git_commit", "lock_sha256", "variables",
+                    *PACKAGES)
 VARIABLES = ("CUDA_VISIBLE_DEVICES", "WORLD_SIZE", "PYTORCH_CUDA_ALLOC_CONF", "OMP_NUM_THREADS")
 # the docker harness passes the host's commit in: the image is built without .git (see .dockerignore)
 GIT_COMMIT_ENV = "VLMREF_GIT_COMMIT"
@@ -53,6 +54,27 @@ def git_commit(repo: str | os.PathLike | None = None, short: bool = False) -> st
     return sha[:7] if sha and short else sha
 
 
+def lock_sha256(repo: str | os.PathLike | None = None) -> str | None:
+    """sha256 of the checkout's lock (``constraints.txt``, the versions CI installs), None outside a checkout."""
+    import hashlib
+
+    path = (Path(repo) if repo is not None else REPO_ROOT) / "constraints.txt"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def result_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """What a committed result records about the software that made it: Python, the packages, the commit, the lock.
+
+    >>> sorted(result_versions(("torch",)))
+    ['git_commit', 'lock_sha256', 'python', 'torch']
+    """
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    out.update({name: package_version(name) for name in packages})
+    out["git_commit"] = git_commit()
+    out["lock_sha256"] = lock_sha256()
+    return out
+
+
 def driver_version() -> str | None:
     """``nvidia-smi --query-gpu=driver_version`` (first GPU), None without nvidia-smi or a driver."""
     if not shutil.which("nvidia-smi"):
@@ -83,5 +105,6 @@ def environment() -> dict[str, Any]:
     for name in PACKAGES:
         env[name] = package_version(name)
     env["git_commit"] = git_commit()
+    env["lock_sha256"] = lock_sha256()
     env["variables"] = {k: os.environ[k] for k in VARIABLES if k in os.environ}
     return env

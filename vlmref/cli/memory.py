@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--documented", action="store_true", help="the 16 footprints the seeds document, vs prediction")
     p.add_argument("--only", nargs="+", default=None, metavar="KEY", help="with --documented: just these keys")
-    p.add_argument("--out_dir", default="memory_report", help="--documented: where documented.{md,png,json} go")
+    p.add_argument("--out_dir", default="memory_report", help="--documented: where <stem>.{md,png,json} go")
+    p.add_argument("--stem", default="documented", help="--documented: the report files' name (default: documented)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--tiny", action="store_true", help="trace the tiny configs (a fast check of the tracing path)")
     add_scenario_arguments(p)
@@ -60,7 +61,10 @@ def format_estimate(est: Any) -> str:
         lines.append(f"  ... {len(devices) - len(shown)} more devices")
     lines += [f"  note: {n}" for n in est.notes]
     if est.kv_cache_bytes_per_token:
-        lines.append(f"  KV cache: {est.kv_cache_bytes_per_token / 2**20:.3f} MiB per token (measured)")
+        measured = est.kv_cache_measured_bytes_per_step
+        traced = "" if measured is None else f"; a traced decode step grew by {measured / 2**20:.3f} MiB"
+        lines.append(f"  KV cache: {est.kv_cache_bytes_per_token / 2**20:.3f} MiB per token and sequence "
+                     f"(layers x KV heads x head dim x 2 x dtype bytes){traced}")
     lines.append(f"  predicted peak: {est.predicted_gib:.2f} GiB on the busiest device (nvidia-smi style)")
     return "\n".join(lines)
 
@@ -100,7 +104,7 @@ def run_namespace(args: argparse.Namespace) -> int:
         except KeyError as err:
             print(f"error: {err.args[0]}", file=sys.stderr)
             return 2
-        paths = write_report(rows, args.out_dir, details)
+        paths = write_report(rows, args.out_dir, details, stem=args.stem)
         wall = time.perf_counter() - start
         if args.json:
             print(json.dumps({"rows": rows, "wall_seconds": round(wall, 1)}, indent=2))

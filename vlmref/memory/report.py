@@ -45,7 +45,8 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: documented (seeds) vs predicted") -> bytes:
+def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: documented (seeds) vs predicted",
+              footer: str = "") -> bytes:
     """Horizontal paired bars, one pair per footprint; the +-10 % band of each documented figure is shaded."""
     import io
 
@@ -75,18 +76,32 @@ def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: docu
         colour = (46, 117, 182) if abs(pred / doc - 1) <= TOLERANCE else (214, 96, 77)
         draw.rectangle((x0, y + 16, x0 + pred * scale, y + 25), fill=colour)
         draw.text((x0 + max(doc, pred) * scale + 6, y + 8), f"{doc:.0f} / {pred:.1f} GiB", fill="black", font=font)
+    if footer:  # the versions that made the chart, in the bottom margin
+        draw.text((pad, top + row_h * len(rows) + 14), footer, fill=(80, 80, 80), font=font)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def write_report(rows: list[dict[str, Any]], out_dir: str | os.PathLike, details: list[dict[str, Any]]) -> list[Path]:
-    """``documented.md``, ``documented.png`` and ``documented.json`` under ``out_dir`` (each written atomically,
-    world-readable)."""
+def versions_line(versions: dict[str, Any]) -> str:
+    """``Made with python 3.11.7, torch 2.13.0, ... (commit abc1234, lock 1a2b3c4d5e6f)``: the md table's footer."""
+    packages = ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("git_commit", "lock_sha256") and v)
+    commit = (versions.get("git_commit") or "unknown")[:7]
+    lock = (versions.get("lock_sha256") or "none")[:12]
+    return f"Made with {packages} (commit {commit}, lock {lock})."
+
+
+def write_report(rows: list[dict[str, Any]], out_dir: str | os.PathLike, details: list[dict[str, Any]],
+                 stem: str = "documented") -> list[Path]:
+    """``<stem>.md``, ``<stem>.png`` and ``<stem>.json`` under ``out_dir`` (each written atomically, world-readable),
+    each recording the versions that made it."""
+    from ..bench.env import result_versions
+
     out = Path(out_dir)
-    paths = [out / "documented.md", out / "documented.png", out / "documented.json"]
-    atomic_write_bytes(paths[0], (markdown_table(rows) + "\n").encode(), mode=0o644)
-    atomic_write_bytes(paths[1], png_chart(rows), mode=0o644)
-    table = json.dumps({"rows": rows, "estimates": details}, indent=2) + "\n"
+    versions = result_versions()
+    paths = [out / f"{stem}.md", out / f"{stem}.png", out / f"{stem}.json"]
+    atomic_write_bytes(paths[0], (markdown_table(rows) + "\n\n" + versions_line(versions) + "\n").encode(), mode=0o644)
+    atomic_write_bytes(paths[1], png_chart(rows, footer=versions_line(versions)), mode=0o644)
+    table = json.dumps({"versions": versions, "rows": rows, "estimates": details}, indent=2) + "\n"
     atomic_write_bytes(paths[2], table.encode(), mode=0o644)
     return paths

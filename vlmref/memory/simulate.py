@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ..models.info import kv_cache_bytes_per_token
 from .attention import eager_attention
 from .inputs import build_batch, encode_sample, sample_shape, scenario_tokenizer
 from .scenario import CUDA_CONTEXT_BYTES, GIB, ZERO2_BUCKET_ELEMENTS, MemoryScenario
@@ -39,8 +40,9 @@ from .tracker import PeakTracker, batch_tensors
 from .workload import run_forward_backward, run_workload
 
 STATE_KEYS = ("parameters", "buffers", "gradients", "optimizer_states")
-CONSTANT_NUMEL_LIMIT = 1 << 16
-DECODE_STEPS_TRACED = 4  # later decode steps differ only by one more cache position: extrapolated by the measured growth  # integer inputs up to this size are carried as constants (their values drive indexing)
+CONSTANT_NUMEL_LIMIT = 1 << 16  # integer inputs up to this size are carried as constants (their values drive indexing)
+DECODE_STEPS_TRACED = 4  # later decode steps differ only by one more cache position: extrapolated by the measured growth
+KV_GROWTH_SLACK = 64  # bytes per sequence and step besides the KV cache: one more int64 id, mask and position
 
 
 @dataclass
@@ -53,7 +55,8 @@ class MemoryEstimate:
     tokenizer: str
     seconds: float
     gradient_checkpointing: bool | None
-    kv_cache_bytes_per_token: int | None = None
+    kv_cache_bytes_per_token: int | None = None  # analytic, one sequence (infer mode)
+    kv_cache_measured_bytes_per_step: int | None = None  # traced growth of one decode step, whole batch
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -79,8 +82,12 @@ class MemoryEstimate:
                 "predicted_gib": round(self.predicted_gib, 3), "peak_phase": self.peak_phase,
                 "sample": self.sample, "tokenizer": self.tokenizer, "seconds": round(self.seconds, 1),
                 "gradient_checkpointing": self.gradient_checkpointing,
-                "kv_cache_mib_per_token": None if self.kv_cache_bytes_per_token is None
-                else round(self.kv_cache_bytes_per_token / 2**20, 4), "notes": self.notes}
+                "kv_cache_mib_per_token": _mib(self.kv_cache_bytes_per_token),
+                "kv_cache_measured_mib_per_step": _mib(self.kv_cache_measured_bytes_per_step), "notes": self.notes}
+
+
+def _mib(n: int | None) -> float | None:
+    return None if n is None else round(n / 2**20, 4)
 
 
 @contextlib.contextmanager
@@ -171,15 +178,24 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
             on_phase("end")
     (device, breakdown), = tracker.peak_breakdown().items() or [("cpu", {"total": 0})]
     result = {"model": model, "breakdown": breakdown, "phase": tracker.peak_phase.get(device, ""),
-              "kv_per_token": None, "notes": [], "sample": sample_shape(scenario, encoded)}
+              "kv_per_token": None, "kv_measured": None, "notes": [], "sample": sample_shape(scenario, encoded)}
+    if scenario.mode == "infer":
+        result["kv_per_token"] = per_token = kv_cache_bytes_per_token(model.config, DTYPES[scenario.dtype].itemsize)
+        kv = per_token * scenario.batch_size
     if scenario.mode == "infer" and len(after_steps) >= 3:  # [before prefill, after prefill, after decode 1, ...]
-        kv = (after_steps[-1] - after_steps[2]) // max(len(after_steps) - 3, 1)
-        result["kv_per_token"] = kv
+        measured = (after_steps[-1] - after_steps[2]) // max(len(after_steps) - 3, 1)
+        result["kv_measured"] = measured
+        # the growing int64 ids / mask / positions add a few bytes per step beside the cache
+        if not kv <= measured <= kv + KV_GROWTH_SLACK * scenario.batch_size:
+            result["notes"].append(f"warning: a decode step grew memory by {measured:,} B, the KV cache alone is "
+                                   f"{kv:,} B: the model does not keep its cache as transformers hands it over")
         remaining = scenario.new_tokens - traced_scenario.new_tokens
-        decode_peak = tracker.phase_peak.get("decode", 0) + remaining * kv
+        step = max(measured, kv)  # a model that dropped its cache (warned above) still gets the cache counted
+        decode_peak = tracker.phase_peak.get("decode", 0) + remaining * step
         if remaining:
             result["notes"].append(f"{traced_scenario.new_tokens} decode steps traced; the last {remaining} add "
-                                   f"{kv / 2**20:.3f} MiB of KV cache each (measured growth)")
+                                   f"{step / 2**20:.3f} MiB each (measured growth; KV cache "
+                                   f"{kv / 2**20:.3f} MiB)")
         if decode_peak > breakdown["total"]:
             extra = decode_peak - breakdown["total"]
             breakdown = {**breakdown, "kv_cache_extrapolated": extra, "total": decode_peak}
@@ -253,4 +269,5 @@ def simulate(scenario: MemoryScenario, tiny: bool = False, **config_overrides: A
         sample=result["sample"], tokenizer=scenario_tokenizer(scenario.model_type)[1],
         seconds=time.perf_counter() - start,
         gradient_checkpointing=gradient_checkpointing(scenario) if scenario.mode == "sft" else None,
-        kv_cache_bytes_per_token=result["kv_per_token"], notes=notes)
+        kv_cache_bytes_per_token=result["kv_per_token"], kv_cache_measured_bytes_per_step=result["kv_measured"],
+        notes=notes)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..models.kv_cache import cache_output, output_cache
 from .scenario import MemoryScenario
 
 STEPS = 2
@@ -102,10 +103,10 @@ def run_infer(model: Any, batch: dict[str, Any], scenario: MemoryScenario, on_ph
             length = input_ids.shape[1]
             fresh = length if step == 0 else 1
             inputs = model.prepare_inputs_for_generation(
-                input_ids, past_key_values=past, attention_mask=mask, use_cache=True, next_sequence_length=fresh,
+                input_ids, **cache_output(past), attention_mask=mask, use_cache=True, next_sequence_length=fresh,
                 is_first_iteration=step == 0, **extras)
             out = model(**{**keep, **inputs})  # generate() keeps the last position's logits only
-            past = out.past_key_values
+            past = output_cache(out)
             del out
             rows = (input_ids.shape[0], 1)
             input_ids = torch.cat([input_ids, full(rows, fill_token, input_ids)], dim=1)

@@ -15,8 +15,9 @@ Each family package (``vlmref.models.<family>``) registers one ``ArchSpec`` per 
 
 The model contract every family follows (what the collator produces and the trainer/generator pass):
 
-``forward(input_ids, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
+``forward(input_ids, attention_mask=None, position_ids=None, cache=None, inputs_embeds=None,
 labels=None, use_cache=None, pixel_values=None, images_per_sample=None, <family extras>, **kwargs)``
+(``past_key_values=`` is the same as ``cache=``, whichever transformers' ``generate()`` uses; ``vlmref.models.kv_cache``)
 returns ``transformers.modeling_outputs.CausalLMOutputWithPast`` (``loss`` = mean token cross-entropy over labels
 != -100 after the usual shift). Image features replace exactly the positions the template reserved
 (``image_spans``); image inputs are consumed only on the first (prefill) step of ``generate()``.

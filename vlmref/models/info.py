@@ -146,6 +146,26 @@ def image_tokens_per_image(model_type: str, height: int, width: int) -> int:
     raise KeyError(f"{model_type}: template {meta.template!r} takes no images")
 
 
+def kv_cache_geometry(config: Any) -> dict[str, int]:
+    """The decoder's KV cache per token: layers, KV heads and head dim of ``config.get_text_config()`` (the language
+    model's config inside a composite one). KV heads default to the attention heads, head dim to hidden / heads."""
+    text = config.get_text_config()
+    heads = text.num_attention_heads
+    return {"layers": text.num_hidden_layers, "kv_heads": getattr(text, "num_key_value_heads", None) or heads,
+            "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads}
+
+
+def kv_cache_bytes_per_token(config: Any, dtype_bytes: int = 2) -> int:
+    """layers x KV heads x head dim x 2 (K and V) x dtype bytes: what one more cached position of one sequence costs.
+
+    >>> from vlmref.models.arch import get_arch
+    >>> kv_cache_bytes_per_token(get_arch("llava1d6-mistral-7b-instruct").build_config()) // 1024  # KiB, bf16
+    128
+    """
+    g = kv_cache_geometry(config)
+    return g["layers"] * g["kv_heads"] * g["head_dim"] * 2 * dtype_bytes
+
+
 def model_info(model_type: str, image_size: tuple[int, int] = (480, 640), rank: int = LORA_RANK) -> dict[str, Any]:
     """Everything ``vlmref model-info`` prints, as data."""
     spec = get_arch(model_type)
@@ -158,6 +178,7 @@ def model_info(model_type: str, image_size: tuple[int, int] = (480, 640), rank: 
         "image_tokens_per_image": image_tokens_per_image(model_type, *image_size),
         "lora": {"DEFAULT": lora_summary(model, model_type, "DEFAULT", rank),
                  "ALL": lora_summary(model, model_type, "ALL", rank)},
+        "kv_cache": {**kv_cache_geometry(model.config), "bf16_bytes_per_token": kv_cache_bytes_per_token(model.config)},
         "source": spec.source,
     }
 
@@ -173,6 +194,9 @@ def format_model_info(info: dict[str, Any]) -> str:
         by = ", ".join(f"{c} {n:,}" for c, n in lora["trainable_by_component"].items())
         lines.append(f"LoRA {key} (r={lora['rank']}): {', '.join(lora['targets'])}")
         lines.append(f"  {lora['modules']} modules, {lora['trainable']:,} trainable parameters ({by})")
+    kv = info["kv_cache"]
+    lines += ["", f"KV cache: {kv['layers']} layers x {kv['kv_heads']} KV heads x {kv['head_dim']} head dim x 2 x 2 B "
+              f"= {kv['bf16_bytes_per_token'] / 2**20:.3f} MiB per token (bf16)"]
     if info.get("source"):
         lines += ["", f"config source: {info['source']}"]
     return "\n".join(lines)

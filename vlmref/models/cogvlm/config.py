@@ -73,7 +73,7 @@ class CogVLMConfig(PretrainedConfig):
     """LLM fields at top level, the vision tower in the dict ``vision_config`` (as upstream); defaults = chat-hf."""
 
     model_type = "cogvlm"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     def __init__(
         self,

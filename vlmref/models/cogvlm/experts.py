@@ -163,7 +163,7 @@ class CogVLMVisionExpertAttention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         attention_mask: torch.Tensor | None,
-        past_key_values=None,
+        cache=None,
     ) -> torch.Tensor:
         batch, length, _ = hidden_states.shape
         qkv = route(
@@ -172,8 +172,8 @@ class CogVLMVisionExpertAttention(nn.Module):
         shape = (batch, length, self.num_heads, self.head_dim)
         q, k, v = (t.view(shape).transpose(1, 2) for t in qkv.split(self.hidden_size, dim=-1))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
         # no mask: a prefill without padding (causal) or a one-token step (nothing to mask), see modeling._causal_mask
         causal = attention_mask is None and length > 1
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, is_causal=causal)
@@ -198,11 +198,11 @@ class CogVLMDecoderLayer(GradientCheckpointingLayer):
         cos: torch.Tensor | None = None,
         sin: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values=None,
+        cache=None,
         use_cache: bool = False,
     ) -> torch.Tensor:
         if vision_mask is None:  # text only
             vision_mask = torch.zeros(hidden_states.shape[:2], dtype=torch.bool, device=hidden_states.device)
         normed = self.input_layernorm(hidden_states)
-        hidden_states = hidden_states + self.self_attn(normed, vision_mask, cos, sin, attention_mask, past_key_values)
+        hidden_states = hidden_states + self.self_attn(normed, vision_mask, cos, sin, attention_mask, cache)
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states), vision_mask)

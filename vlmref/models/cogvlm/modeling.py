@@ -25,6 +25,7 @@ from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
+from ..kv_cache import cache_output, output_cache, takes_cache
 from .config import LANGUAGE_TOKEN_TYPE, VISION_TOKEN_TYPE, CogVLMConfig
 from .experts import (
     CogVLMDecoderLayer,
@@ -45,7 +46,7 @@ class CogVLMPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["CogVLMDecoderLayer", "EVA2CLIPTransformerLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_sdpa = True
     # upstream's persistent RoPE buffer: a checkpoint without it is fine (the values are recomputed anyway)
     _keys_to_ignore_on_load_missing = [r"rotary_emb\.inv_freq"]
@@ -132,12 +133,13 @@ class CogVLMModel(CogVLMPreTrainedModel):
         flat = torch.cat(features).to(embeds.dtype)
         return embeds.masked_scatter(image_pos[..., None], flat)
 
+    @takes_cache
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         pixel_values: torch.Tensor | None = None,
@@ -150,9 +152,9 @@ class CogVLMModel(CogVLMPreTrainedModel):
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training:
             use_cache = False
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache()
-        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        past_len = cache.get_seq_length() if cache is not None else 0
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         if token_type_ids is None:
             token_type_ids = torch.full(reference.shape, LANGUAGE_TOKEN_TYPE, dtype=torch.long, device=reference.device)
@@ -175,11 +177,10 @@ class CogVLMModel(CogVLMPreTrainedModel):
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states, vision_mask=vision_mask, cos=cos, sin=sin, attention_mask=mask,
-                past_key_values=past_key_values if use_cache else None, use_cache=use_cache,
+                cache=cache if use_cache else None, use_cache=use_cache,
             )
-        return BaseModelOutputWithPast(
-            last_hidden_state=self.norm(hidden_states), past_key_values=past_key_values if use_cache else None
-        )
+        hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, **cache_output(cache if use_cache else None))
 
 
 def _split_per_row(n_images: int, batch: int, images_per_sample: torch.Tensor | None) -> list[int]:
@@ -222,12 +223,13 @@ class CogVLMForCausalLM(CogVLMPreTrainedModel, GenerationMixin):
     def embed_inputs(self, input_ids, pixel_values=None, images_per_sample=None, **extras: Any) -> torch.Tensor:
         return self.model.embed_inputs(input_ids, pixel_values, images_per_sample, extras.get("token_type_ids"))
 
+    @takes_cache
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -238,7 +240,7 @@ class CogVLMForCausalLM(CogVLMPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast:
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+            cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache,
             pixel_values=pixel_values, images_per_sample=images_per_sample, token_type_ids=token_type_ids,
         )
         logits = self.lm_head(out.last_hidden_state).float()  # upstream up-casts the logits
@@ -247,17 +249,18 @@ class CogVLMForCausalLM(CogVLMPreTrainedModel, GenerationMixin):
             shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
             shift_labels = labels[:, 1:].reshape(-1).to(logits.device)
             loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **cache_output(output_cache(out)))
 
     # ---- generation -----------------------------------------------------------------------------------------------
     def _prepare_attention_mask_for_generation(self, inputs_tensor, generation_config, model_kwargs):
         """All ones, as upstream: the image positions hold the pad id, so padding cannot be inferred from ids."""
         return torch.ones(inputs_tensor.shape[:2], dtype=torch.long, device=inputs_tensor.device)
 
+    @takes_cache
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.Tensor,
-        past_key_values=None,
+        cache=None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
@@ -272,7 +275,7 @@ class CogVLMForCausalLM(CogVLMPreTrainedModel, GenerationMixin):
         if position_ids is None:  # upstream rebuilds them over the whole sequence at every step
             position_ids = build_position_ids(token_type_ids, attention_mask)
         inputs = super().prepare_inputs_for_generation(
-            input_ids, past_key_values=past_key_values, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+            input_ids, **cache_output(cache), attention_mask=attention_mask, inputs_embeds=inputs_embeds,
             token_type_ids=token_type_ids, position_ids=position_ids, is_first_iteration=is_first_iteration, **kwargs,
         )
         if pixel_values is not None and (is_first_iteration or not kwargs.get("use_cache", True)):

@@ -115,7 +115,7 @@ class InternLMXComposer2Config(PretrainedConfig):
     """Upstream field names; defaults = the upstream ``InternLMXcomposer2Config`` class defaults for LLM fields."""
 
     model_type = "internlmxcomposer2"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     vocab_size: int = 103168
     hidden_size: int = 4096

@@ -92,11 +92,11 @@ class InternLM2Attention(nn.Module):
         k, v = qkv[..., -2, :], qkv[..., -1, :]
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
-    def forward(self, hidden_states, cos, sin, attn_mask, im_mask, past_key_values: Cache | None, task=None):
+    def forward(self, hidden_states, cos, sin, attn_mask, im_mask, cache: Cache | None, task=None):
         q, k, v = self.split_qkv(self.wqkv(hidden_states, im_mask, task))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
         k = k.repeat_interleave(self.groups, dim=1)
         v = v.repeat_interleave(self.groups, dim=1)
         is_causal = attn_mask is None and q.shape[2] == k.shape[2] and q.shape[2] > 1
@@ -125,9 +125,9 @@ class InternLM2DecoderLayer(GradientCheckpointingLayer):
         self.attention_norm = InternLM2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.ffn_norm = InternLM2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, hidden_states, cos, sin, attn_mask=None, im_mask=None, past_key_values=None, task=None):
+    def forward(self, hidden_states, cos, sin, attn_mask=None, im_mask=None, cache=None, task=None):
         residual = hidden_states
-        h = self.attention(self.attention_norm(hidden_states), cos, sin, attn_mask, im_mask, past_key_values, task)
+        h = self.attention(self.attention_norm(hidden_states), cos, sin, attn_mask, im_mask, cache, task)
         hidden_states = residual + h
         return hidden_states + self.feed_forward(self.ffn_norm(hidden_states), im_mask, task)
 
@@ -166,10 +166,10 @@ class InternLM2Model(nn.Module):
         self.layers = nn.ModuleList(InternLM2DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = InternLM2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, inputs_embeds, attention_mask=None, position_ids=None, past_key_values=None, im_mask=None,
+    def forward(self, inputs_embeds, attention_mask=None, position_ids=None, cache=None, im_mask=None,
                 task=None) -> torch.Tensor:
         q_len = inputs_embeds.shape[1]
-        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_len = cache.get_seq_length() if cache is not None else 0
         device = inputs_embeds.device
         if position_ids is None:
             position_ids = default_position_ids(attention_mask, q_len, past_len, device)
@@ -179,5 +179,5 @@ class InternLM2Model(nn.Module):
         hidden_states = inputs_embeds
         for layer in self.layers:
             hidden_states = layer(hidden_states, cos, sin, attn_mask=attn_mask, im_mask=im_mask,
-                                  past_key_values=past_key_values, task=task)
+                                  cache=cache, task=task)
         return self.norm(hidden_states)

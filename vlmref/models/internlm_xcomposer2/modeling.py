@@ -30,6 +30,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
 from ..common import scatter_image_rows
+from ..kv_cache import cache_output, takes_cache
 from .config import IMAGE_TOKEN_INDEX, InternLMXComposer2Config
 from .internlm2 import InternLM2Model
 from .plora import PLoRA
@@ -41,7 +42,7 @@ class InternLMXComposer2PreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["InternLM2DecoderLayer", "CLIPEncoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -133,12 +134,13 @@ class InternLMXComposer2ForCausalLM(InternLMXComposer2PreTrainedModel, Generatio
         return scatter_image_rows(embeds, mask, feats, images_per_sample, what="im_mask")
 
     # ---- forward ------------------------------------------------------------------------------------------------
+    @takes_cache
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Any = None,
+        cache: Any = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -163,10 +165,10 @@ class InternLMXComposer2ForCausalLM(InternLMXComposer2PreTrainedModel, Generatio
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.model.training and any(getattr(m, "gradient_checkpointing", False) for m in self.model.layers):
             use_cache = False
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
         hidden = self.model(inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                            past_key_values=past_key_values if use_cache else None, im_mask=im_mask.to(torch.bool),
+                            cache=cache if use_cache else None, im_mask=im_mask.to(torch.bool),
                             task=task)
         if isinstance(logits_to_keep, int):
             hidden = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
@@ -179,18 +181,19 @@ class InternLMXComposer2ForCausalLM(InternLMXComposer2PreTrainedModel, Generatio
                 raise ValueError("labels need the logits of every position (logits_to_keep=0)")
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
                                    labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=past_key_values if use_cache else None)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **cache_output(cache if use_cache else None))
 
     # ---- generation ---------------------------------------------------------------------------------------------
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, inputs_embeds=None,
+    @takes_cache
+    def prepare_inputs_for_generation(self, input_ids, cache=None, attention_mask=None, inputs_embeds=None,
                                       is_first_iteration=False, **kwargs):
         """Images (and the whole im_mask) on the prefill step only; later steps get the new tokens' im_mask (False)."""
         im_mask = kwargs.pop("im_mask", None)
         image_kwargs = {k: kwargs.pop(k, None) for k in ("pixel_values", "images_per_sample")}
-        inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values,
+        inputs = super().prepare_inputs_for_generation(input_ids, **cache_output(cache),
                                                        attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                                        is_first_iteration=is_first_iteration, **kwargs)
-        prefill = past_key_values is None or past_key_values.get_seq_length() == 0
+        prefill = cache is None or cache.get_seq_length() == 0
         if prefill:
             inputs.update({k: v for k, v in image_kwargs.items() if v is not None})
         if im_mask is not None:

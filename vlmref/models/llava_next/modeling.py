@@ -27,6 +27,7 @@ from transformers import LlavaNextForConditionalGeneration, PreTrainedConfig
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..common import scatter_image_rows
+from ..kv_cache import cache_output, output_cache, takes_cache
 from .config import LlavaNextConfig, is_original_layout
 from .keys import ORIGINAL_KEY_MAPPING
 
@@ -108,12 +109,13 @@ class LlavaNextForCausalLM(LlavaNextForConditionalGeneration):
         return scatter_image_rows(embeds, mask, features, images_per_sample, what="<image> ids")
 
     # ---- forward / generate ----------------------------------------------------------------------------------
+    @takes_cache
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Any = None,
+        cache: Any = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -132,7 +134,7 @@ class LlavaNextForCausalLM(LlavaNextForConditionalGeneration):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            **cache_output(cache),
             use_cache=use_cache,
             **kwargs,
         )
@@ -141,7 +143,7 @@ class LlavaNextForCausalLM(LlavaNextForConditionalGeneration):
         logits = self.lm_head(hidden[:, keep])
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         return CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=outputs.past_key_values,
+            loss=loss, logits=logits, **cache_output(output_cache(outputs)),
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
         )
 

@@ -90,7 +90,7 @@ class QWenVLConfig(PretrainedConfig):
     """
 
     model_type = "qwen"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     def __init__(
         self,

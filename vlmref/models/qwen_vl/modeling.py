@@ -34,6 +34,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..kv_cache import cache_output, takes_cache
 from .config import QWenVLConfig
 from .images import ImageEmbeddingMixin
 from .vision import QWenVisionTransformer, Resampler
@@ -95,7 +96,7 @@ class QWenAttention(nn.Module):
         self.dropout = config.attn_dropout_prob
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                logn: torch.Tensor | None, past_key_values: Cache | None) -> torch.Tensor:
+                logn: torch.Tensor | None, cache: Cache | None) -> torch.Tensor:
         b, length, _ = x.shape
         q, k, v = self.c_attn(x).split(self.hidden_size, dim=2)
         q, k, v = (t.view(b, length, self.num_heads, self.head_dim) for t in (q, k, v))
@@ -103,8 +104,8 @@ class QWenAttention(nn.Module):
         if logn is not None:
             q = q * logn.to(q.dtype)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, D)
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
         is_causal = mask is None and length > 1
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
@@ -133,8 +134,8 @@ class QWenBlock(GradientCheckpointingLayer):
         self.mlp = QWenMLP(config)
 
     def forward(self, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                logn: torch.Tensor | None, past_key_values: Cache | None = None) -> torch.Tensor:
-        h = hidden_states + self.attn(self.ln_1(hidden_states), cos, sin, mask, logn, past_key_values)
+                logn: torch.Tensor | None, cache: Cache | None = None) -> torch.Tensor:
+        h = hidden_states + self.attn(self.ln_1(hidden_states), cos, sin, mask, logn, cache)
         return h + self.mlp(self.ln_2(h))
 
 
@@ -160,7 +161,7 @@ class QWenPreTrainedModel(PreTrainedModel):
     base_model_prefix = "transformer"
     supports_gradient_checkpointing = True
     _no_split_modules = ["QWenBlock", "VisualAttentionBlock", "Resampler"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -206,9 +207,9 @@ class QWenModel(QWenPreTrainedModel):
         self.wte = value
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, past_key_values: Cache | None = None) -> torch.Tensor:
+                position_ids: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
         batch, q_len, _ = inputs_embeds.shape
-        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_len = cache.get_seq_length() if cache is not None else 0
         device = inputs_embeds.device
         if position_ids is None:
             position_ids = torch.arange(past_len, past_len + q_len, device=device)[None].expand(batch, -1)
@@ -221,14 +222,14 @@ class QWenModel(QWenPreTrainedModel):
         mask = attention_mask_4d(attention_mask, q_len, past_len, batch, device)
         hidden = inputs_embeds
         for block in self.h:
-            hidden = block(hidden, cos, sin, mask, logn, past_key_values=past_key_values)
+            hidden = block(hidden, cos, sin, mask, logn, cache=cache)
         return self.ln_f(hidden)
 
 
 class QWenVLForCausalLM(ImageEmbeddingMixin, QWenPreTrainedModel, GenerationMixin):
     """Qwen-VL-Chat: ``transformer`` (decoder + visual) and an untied ``lm_head``.
 
-    ``forward(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, labels, use_cache,
+    ``forward(input_ids, attention_mask, position_ids, cache, inputs_embeds, labels, use_cache,
     pixel_values, images_per_sample)`` -> ``CausalLMOutputWithPast``; ``pixel_values`` (N, 3, 448, 448) are the
     collator's, one per ``<img>...</img>`` span, in batch order.
     """
@@ -254,12 +255,13 @@ class QWenVLForCausalLM(ImageEmbeddingMixin, QWenPreTrainedModel, GenerationMixi
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
+    @takes_cache
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -273,9 +275,9 @@ class QWenVLForCausalLM(ImageEmbeddingMixin, QWenPreTrainedModel, GenerationMixi
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.transformer.gradient_checkpointing and self.training:
             use_cache = False
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
-        prefill = past_key_values is None or past_key_values.get_seq_length() == 0
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        prefill = cache is None or cache.get_seq_length() == 0
         if inputs_embeds is None:
             if prefill:
                 inputs_embeds = self.embed_inputs(input_ids, pixel_values, images_per_sample)
@@ -285,7 +287,7 @@ class QWenVLForCausalLM(ImageEmbeddingMixin, QWenPreTrainedModel, GenerationMixi
             inputs_embeds = self.transformer.drop(inputs_embeds)
         if self.training and pixel_values is None:
             inputs_embeds = self.add_dummy_image(inputs_embeds)
-        hidden = self.transformer(inputs_embeds, attention_mask, position_ids, past_key_values if use_cache else None)
+        hidden = self.transformer(inputs_embeds, attention_mask, position_ids, cache if use_cache else None)
         logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)  # generate() keeps 1
         loss = None
         if labels is not None:
@@ -295,16 +297,17 @@ class QWenVLForCausalLM(ImageEmbeddingMixin, QWenPreTrainedModel, GenerationMixi
             labels = labels.to(logits.device)
             shift_labels = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), shift_labels.view(-1), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=past_key_values if use_cache else None)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **cache_output(cache if use_cache else None))
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, inputs_embeds=None,
+    @takes_cache
+    def prepare_inputs_for_generation(self, input_ids, cache=None, attention_mask=None, inputs_embeds=None,
                                       is_first_iteration=False, **kwargs):
         images_per_sample = kwargs.pop("images_per_sample", None)
         inputs = super().prepare_inputs_for_generation(
-            input_ids, past_key_values=past_key_values, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+            input_ids, **cache_output(cache), attention_mask=attention_mask, inputs_embeds=inputs_embeds,
             is_first_iteration=is_first_iteration, **kwargs,
         )
-        first = is_first_iteration or past_key_values is None or past_key_values.get_seq_length() == 0
+        first = is_first_iteration or cache is None or cache.get_seq_length() == 0
         if first:
             inputs["images_per_sample"] = images_per_sample
         else:

@@ -29,6 +29,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
 from ..common import scatter_image_rows
+from ..kv_cache import cache_output, output_cache, takes_cache
 from ..llava_next.modeling import causal_lm_loss
 from .config import YiVLConfig, vision_tower_dir
 from .vision import YiVLVisionTower, build_projector
@@ -48,7 +49,7 @@ class YiVLPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["LlamaDecoderLayer", "CLIPEncoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_sdpa = True
     _supports_attention_backend = True
 
@@ -131,12 +132,13 @@ class YiVLForCausalLM(YiVLPreTrainedModel, GenerationMixin):
         return scatter_image_rows(embeds, mask, features, images_per_sample, what="-200")
 
     # ---- forward / generate ----------------------------------------------------------------------------------
+    @takes_cache
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Any = None,
+        cache: Any = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -154,7 +156,7 @@ class YiVLForCausalLM(YiVLPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            **cache_output(cache),
             use_cache=use_cache,
             **kwargs,
         )
@@ -162,7 +164,7 @@ class YiVLForCausalLM(YiVLPreTrainedModel, GenerationMixin):
         logits = self.lm_head(outputs.last_hidden_state[:, keep])
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         return CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=outputs.past_key_values,
+            loss=loss, logits=logits, **cache_output(output_cache(outputs)),
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
         )
 
