@@ -22,11 +22,11 @@ RUN apt-get update \
     && pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 
 WORKDIR /workspace/vlmref
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY vlmref ./vlmref
-# The project itself (its dependencies are pinned or bounded in pyproject.toml); torch is already the CUDA build.
-# hadolint ignore=DL3013
-RUN pip install ".[train]" \
+# The project itself with the versions CI tested (constraints.txt, the lock; its torch==2.13.0 is TORCH_VERSION's
+# default and the CUDA build installed above satisfies it).
+RUN pip install -c constraints.txt ".[train]" \
     && useradd --create-home --uid 1001 vlmref
 
 USER 1001

@@ -1,8 +1,14 @@
-"""nox sessions. `nox -s test` is the CI entry point (see README)."""
+"""nox sessions. `nox -s test` is the CI entry point (see README).
+
+Every session installs from the committed lock (`constraints.txt`, refreshed by `nox -s lock`), except
+`test_latest` (the newest versions pyproject.toml allows: drift shows early) and `test_oldest` (its lower bounds).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import nox
 
@@ -10,30 +16,69 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "test"]
 
 TORCH = "torch==2.13.0"  # the CPU build on this project's machines; a looser pin pulls a multi-GB CUDA wheel
+LOCK = "constraints.txt"
+HERE = Path(__file__).resolve().parent
 
 
-def _install(session: nox.Session, extras: str) -> None:
-    session.install(TORCH)
-    session.install("-e", f".[{extras}]")
+def _install(session: nox.Session, extras: str, constraints: str | None = LOCK) -> None:
+    """torch first (from this machine's disk), then the project with ``extras``, both under ``constraints``."""
+    pin = ["-c", constraints] if constraints else []
+    session.install(*pin, TORCH)
+    session.install(*pin, "-e", f".[{extras}]")
+
+
+def _pytest(session: nox.Session, marker: str, lock: str | None) -> None:
+    env = {"HYPOTHESIS_PROFILE": "ci"}
+    if lock:
+        env["VLMREF_LOCK"] = lock  # tests/test_lock.py then checks the session has exactly the locked versions
+    session.run("pytest", "-m", marker, *session.posargs, env=env)
 
 
 @nox.session
 def test(session: nox.Session) -> None:
-    """Default test selection (no slow tests), hypothesis CI profile (derandomised)."""
+    """Default test selection (no slow tests), hypothesis CI profile (derandomised), the locked versions."""
     _install(session, "test")
-    session.run("pytest", "-m", "not slow", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
+    _pytest(session, "not slow", LOCK)
 
 
 @nox.session
 def test_slow(session: nox.Session) -> None:
-    """Only the tests marked slow."""
+    """Only the tests marked slow (2-process ZeRO-2/3, kill -9 during save, resume, every family's full run)."""
     _install(session, "test")
-    session.run("pytest", "-m", "slow", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
+    _pytest(session, "slow", LOCK)
+
+
+@nox.session
+def test_latest(session: nox.Session) -> None:
+    """The default selection on the newest versions pyproject.toml allows (no lock): upstream drift shows here first.
+    Prints what differs from the lock before the tests."""
+    _install(session, "test", constraints=None)
+    session.run("python", "scripts/lock.py", "drift")
+    _pytest(session, "not slow", None)
+
+
+@nox.session
+def test_oldest(session: nox.Session) -> None:
+    """The default selection on every declared lower bound (`scripts/lock.py lowest`); `-- -m slow` for the rest."""
+    lowest = os.path.join(session.create_tmp(), "lowest.txt")
+    session.run(sys.executable, "scripts/lock.py", "lowest", "--out", lowest, external=True)  # nox's own Python
+    _install(session, "test", constraints=lowest)
+    session.run("python", "scripts/lock.py", "drift")
+    _pytest(session, "not slow", None)
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Refresh constraints.txt: a fresh venv with the newest versions pyproject.toml allows, frozen. Commit the result
+    after `nox -s test test_slow` pass on it (see README, 'Supported versions')."""
+    session.install(TORCH)
+    session.install("-e", ".[test,lint]", "nox")
+    session.run("python", "scripts/lock.py", "freeze", "--out", str(HERE / LOCK))
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("-c", LOCK, "ruff")
     session.run("ruff", "check", "vlmref", "tests", "benchmarks", "scripts", "noxfile.py")
 
 
@@ -65,6 +110,14 @@ def bench(session: nox.Session) -> None:
                 f"--benchmark-json={out}", *session.posargs)
 
 
+@nox.session
+def memory_results(session: nox.Session) -> None:
+    """Regenerate the committed benchmarks/results/memory_documented.{md,png,json} (the seeds' 16 footprints predicted
+    on CPU, with the versions that made them); commit them with the reason."""
+    _install(session, "test")
+    session.run("vlmref", "memory", "--documented", "--out_dir", "benchmarks/results", "--stem", "memory_documented")
+
+
 @nox.session(name="bench-a100")
 def bench_a100(session: nox.Session) -> None:
     """Build the Dockerfile's CUDA image, run `vlmref bench --documented` in it on all GPUs (docker SDK), keep the
@@ -73,5 +126,5 @@ def bench_a100(session: nox.Session) -> None:
     Needs Docker Engine and the NVIDIA container toolkit on the host (the harness says what is missing otherwise);
     the session itself installs only the docker SDK and vlmref's pure layer, torch comes with the image.
     `nox -s bench-a100 -- --tolerance 0.15 --build-arg TORCH_INDEX=... -- --only qwen-vl-chat/lora/1gpu`"""
-    session.install("-e", ".[bench]")
+    session.install("-c", LOCK, "-e", ".[bench]")
     session.run("python", "-m", "vlmref.bench.docker_harness", *session.posargs)

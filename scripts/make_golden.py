@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vlmref.bench.env import result_versions  # noqa: E402
 from vlmref.templates import TEMPLATES  # noqa: E402
 from vlmref.testing.golden import (  # noqa: E402
     GOLDEN_IMAGES,
@@ -31,6 +32,7 @@ from vlmref.testing.golden import (  # noqa: E402
 from vlmref.tokenizers import shared_tokenizers_dir  # noqa: E402
 
 GOLDEN = REPO / "golden"
+GOLDEN_PACKAGES = ("transformers", "tokenizers", "sentencepiece", "tiktoken", "protobuf", "pillow", "vlmref")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -78,13 +80,16 @@ def main() -> int:
     if not args.only:  # the special-token ids the fallback tokenizers of `vlmref create-tiny` reuse
         asset = REPO / "vlmref" / "assets" / "tokenizer_specials.json"
         atomic_write(asset, (json.dumps(specials, indent=1, sort_keys=True) + "\n").encode())
-    manifest = {
+    files = {
         str(p.relative_to(GOLDEN)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(GOLDEN.rglob("*"))
         if p.is_file() and p.name not in ("MANIFEST.json", "README.md") and p.relative_to(GOLDEN).parts[0] != "arch"
     }
+    # the software that made these files (the tokenizer files themselves: each case's meta.tokenizer_sha256)
+    manifest = {"generated_by": "python scripts/make_golden.py (nox -s golden)",
+                "versions": result_versions(GOLDEN_PACKAGES), "files": files}
     atomic_write(GOLDEN / "MANIFEST.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
-    print(f"wrote {written} cases and {len(manifest)} manifest entries under {GOLDEN}")
+    print(f"wrote {written} cases and {len(files)} manifest entries under {GOLDEN}")
     return 0
 
 

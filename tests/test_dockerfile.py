@@ -31,7 +31,10 @@ def test_dockerfile_pins_the_tested_torch() -> None:
     pinned = re.search(r'TORCH = "torch==([\d.]+)"', noxfile).group(1)
     assert f"ARG TORCH_VERSION={pinned}" in dockerfile
     assert re.search(r"^FROM nvidia/cuda:[\w.\-]+-runtime-", dockerfile, re.M)
-    assert 'pip install ".[train]"' in dockerfile
+    assert 'pip install -c constraints.txt ".[train]"' in dockerfile  # the lock CI tested
+    assert "COPY pyproject.toml README.md constraints.txt ./" in dockerfile
+    locked = re.search(r"^torch==([\d.]+)$", (REPO / "constraints.txt").read_text(), re.M).group(1)
+    assert locked == pinned
 
 
 def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
