@@ -69,6 +69,8 @@ def test_cached_generation_equals_uncached_and_batch_equals_rows(model_type: str
     cached = _generate(model, batch, output_logits=True, return_dict_in_generate=True)
     uncached = _generate(model, batch, use_cache=False)
     assert torch.equal(cached.sequences, uncached), "greedy with the KV cache differs from greedy without it"
+    kept = output_cache(cached)  # generate() really decoded from the cache: it holds every position but the last
+    assert kept is not None and kept.get_seq_length() == width + NEW_TOKENS - 1
 
     # each cached decode step's logits = one full forward over prompt + generated tokens (teacher forcing)
     full = {**batch, "input_ids": cached.sequences,
