@@ -14,10 +14,8 @@ versions CI tested. Needs ``packaging`` (nox and transformers bring it) and Pyth
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -32,6 +30,10 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
     import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # vlmref's pure utils, also from nox's own Python where vlmref is not installed
+
+from vlmref.utils import atomic_write_bytes  # noqa: E402
+
 LOCK = REPO / "constraints.txt"
 PYPROJECT = REPO / "pyproject.toml"
 PROJECT = "vlmref"
@@ -141,13 +143,6 @@ def releases_beyond_caps(requirements: list[tuple[str, Requirement]], timeout: f
     return lines
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def freeze(out: Path) -> int:
     pins = installed()
     problems = outside_ranges(pins, declared_requirements())
@@ -161,14 +156,15 @@ def freeze(out: Path) -> int:
         f"{sys.platform} {platform.machine()}.",
     ]
     body = [f"{name}=={version}" for name, version in sorted(pins.items())]
-    _atomic_write(out, "\n".join(header + body) + "\n")
+    atomic_write_bytes(out, ("\n".join(header + body) + "\n").encode(), mode=0o644)
     print(f"{out}: {len(body)} pins (transformers=={pins.get('transformers')}, torch=={pins.get('torch')})")
     return 0
 
 
 def write_lowest(out: Path) -> int:
     bounds = lower_bounds(declared_requirements())
-    _atomic_write(out, "".join(f"{name}=={version}\n" for name, version in sorted(bounds.items())))
+    atomic_write_bytes(out, "".join(f"{name}=={version}\n" for name, version in sorted(bounds.items())).encode(),
+                       mode=0o644)
     print(f"{out}: the declared lower bounds of {len(bounds)} requirements")
     return 0
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,17 +29,14 @@ from vlmref.testing.golden import (  # noqa: E402
     tokenizer_spec,
 )
 from vlmref.tokenizers import shared_tokenizers_dir  # noqa: E402
+from vlmref.utils import atomic_write_bytes  # noqa: E402
 
 GOLDEN = REPO / "golden"
 GOLDEN_PACKAGES = ("transformers", "tokenizers", "sentencepiece", "tiktoken", "protobuf", "pillow", "vlmref")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data, mode=0o644)
 
 
 def make_images() -> None:

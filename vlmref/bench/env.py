@@ -99,12 +99,8 @@ def _torch_info() -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """One flat dict with every key of ``ENVIRONMENT_KEYS`` (None where a thing is missing)."""
-    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    env: dict[str, Any] = {"platform": platform.platform(), **result_versions()}
     env.update(_torch_info())
     env["driver"] = driver_version()
-    for name in PACKAGES:
-        env[name] = package_version(name)
-    env["git_commit"] = git_commit()
-    env["lock_sha256"] = lock_sha256()
     env["variables"] = {k: os.environ[k] for k in VARIABLES if k in os.environ}
     return env

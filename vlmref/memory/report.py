@@ -99,9 +99,10 @@ def write_report(rows: list[dict[str, Any]], out_dir: str | os.PathLike, details
 
     out = Path(out_dir)
     versions = result_versions()
+    footer = versions_line(versions)
     paths = [out / f"{stem}.md", out / f"{stem}.png", out / f"{stem}.json"]
-    atomic_write_bytes(paths[0], (markdown_table(rows) + "\n\n" + versions_line(versions) + "\n").encode(), mode=0o644)
-    atomic_write_bytes(paths[1], png_chart(rows, footer=versions_line(versions)), mode=0o644)
+    atomic_write_bytes(paths[0], (markdown_table(rows) + "\n\n" + footer + "\n").encode(), mode=0o644)
+    atomic_write_bytes(paths[1], png_chart(rows, footer=footer), mode=0o644)
     table = json.dumps({"versions": versions, "rows": rows, "estimates": details}, indent=2) + "\n"
     atomic_write_bytes(paths[2], table.encode(), mode=0o644)
     return paths

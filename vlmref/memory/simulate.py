@@ -181,25 +181,34 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
               "kv_per_token": None, "kv_measured": None, "notes": [], "sample": sample_shape(scenario, encoded)}
     if scenario.mode == "infer":
         result["kv_per_token"] = per_token = kv_cache_bytes_per_token(model.config, DTYPES[scenario.dtype].itemsize)
-        kv = per_token * scenario.batch_size
-    if scenario.mode == "infer" and len(after_steps) >= 3:  # [before prefill, after prefill, after decode 1, ...]
-        measured = (after_steps[-1] - after_steps[2]) // max(len(after_steps) - 3, 1)
-        result["kv_measured"] = measured
-        # the growing int64 ids / mask / positions add a few bytes per step beside the cache
-        if not kv <= measured <= kv + KV_GROWTH_SLACK * scenario.batch_size:
-            result["notes"].append(f"warning: a decode step grew memory by {measured:,} B, the KV cache alone is "
-                                   f"{kv:,} B: the model does not keep its cache as transformers hands it over")
-        remaining = scenario.new_tokens - traced_scenario.new_tokens
-        step = max(measured, kv)  # a model that dropped its cache (warned above) still gets the cache counted
-        decode_peak = tracker.phase_peak.get("decode", 0) + remaining * step
-        if remaining:
-            result["notes"].append(f"{traced_scenario.new_tokens} decode steps traced; the last {remaining} add "
-                                   f"{step / 2**20:.3f} MiB each (measured growth; KV cache "
-                                   f"{kv / 2**20:.3f} MiB)")
-        if decode_peak > breakdown["total"]:
-            extra = decode_peak - breakdown["total"]
-            breakdown = {**breakdown, "kv_cache_extrapolated": extra, "total": decode_peak}
-            result.update(breakdown=breakdown, phase="decode")
+        if len(after_steps) >= 3:  # [before prefill, after prefill, after decode 1, ...]
+            result = _extrapolate_decode(result, tracker, after_steps, per_token * scenario.batch_size, scenario,
+                                         traced_scenario)
+    return result
+
+
+def _extrapolate_decode(result: dict[str, Any], tracker: PeakTracker, after_steps: list[int], kv: int,
+                       scenario: MemoryScenario, traced_scenario: MemoryScenario) -> dict[str, Any]:
+    """Check the traced growth per decode step against the analytic cache ``kv`` (whole batch) and add the
+    decode steps beyond the traced ones to the peak."""
+    breakdown = result["breakdown"]
+    measured = (after_steps[-1] - after_steps[2]) // max(len(after_steps) - 3, 1)
+    result["kv_measured"] = measured
+    # the growing int64 ids / mask / positions add a few bytes per step beside the cache
+    if not kv <= measured <= kv + KV_GROWTH_SLACK * scenario.batch_size:
+        result["notes"].append(f"warning: a decode step grew memory by {measured:,} B, the KV cache alone is "
+                               f"{kv:,} B: the model does not keep its cache as transformers hands it over")
+    remaining = scenario.new_tokens - traced_scenario.new_tokens
+    step = max(measured, kv)  # a model that dropped its cache (warned above) still gets the cache counted
+    decode_peak = tracker.phase_peak.get("decode", 0) + remaining * step
+    if remaining:
+        result["notes"].append(f"{traced_scenario.new_tokens} decode steps traced; the last {remaining} add "
+                               f"{step / 2**20:.3f} MiB each (measured growth; KV cache "
+                               f"{kv / 2**20:.3f} MiB)")
+    if decode_peak > breakdown["total"]:
+        extra = decode_peak - breakdown["total"]
+        breakdown = {**breakdown, "kv_cache_extrapolated": extra, "total": decode_peak}
+        result.update(breakdown=breakdown, phase="decode")
     return result
 
 
