@@ -128,3 +128,21 @@ def bench_a100(session: nox.Session) -> None:
     `nox -s bench-a100 -- --tolerance 0.15 --build-arg TORCH_INDEX=... -- --only qwen-vl-chat/lora/1gpu`"""
     session.install("-c", LOCK, "-e", ".[bench]")
     session.run("python", "-m", "vlmref.bench.docker_harness", *session.posargs)
+
+
+@nox.session(python=False)
+def oracle(session: nox.Session) -> None:
+    """Oracle fixtures from the real upstream (never in CI): ms-swift 2.2.0's ids for every template scenario and
+    seeded samples (golden/oracle/templates). Builds its own venv with ms-swift 2.2.0 and the packages of its era
+    (scripts/oracle/requirements.txt); needs the real tokenizers (../shared/tokenizers or $VLMREF_TOKENIZERS_DIR)
+    and the upstream code extracted by `python scripts/oracle/upstream.py extract` ($VLMREF_UPSTREAM_DIR).
+    `nox -s oracle -- qwen-vl cogvlm` regenerates only those templates."""
+    if not os.environ.get("VLMREF_UPSTREAM_DIR"):
+        session.error("set VLMREF_UPSTREAM_DIR (see scripts/oracle/upstream.py: fetch the repositories, then extract)")
+    venv = HERE / ".nox" / "oracle-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(venv))
+    session.run(str(python), "-m", "pip", "install", "-q", TORCH)
+    session.run(str(python), "-m", "pip", "install", "-q", "-r", "scripts/oracle/requirements.txt")
+    session.run(str(python), "scripts/oracle/make_template_oracle.py", *session.posargs)

@@ -15,6 +15,7 @@ import json
 import sys
 
 from ..errors import DatasetError, VlmrefError
+from ..templates.meta import DEFAULT_PROFILE
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--max_length", type=int, default=None, help="also check the encoded length (needs the tokenizer)")
     c.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
     c.add_argument("--model_id_or_path", default=None, help="folder with the model's tokenizer files")
+    from .main import add_template_profile_argument
+
+    add_template_profile_argument(c)
     c.add_argument("--check_images", default="true", choices=["true", "false"], help="open every image header")
     c.add_argument("--inference", action="store_true", help="rows may end with a user turn (no response)")
     c.add_argument("--json", dest="json_path", default=None, help="also write the full report as JSON to this path")
@@ -31,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _template(args: argparse.Namespace):
-    if args.max_length is None:
+    if args.max_length is None and args.template_profile == DEFAULT_PROFILE:
         return None
     from ..models.loader import shared_tokenizer_folder
     from ..models.registry import MODELS
@@ -43,7 +47,7 @@ def _template(args: argparse.Namespace):
                            "(a folder with its tokenizer files) or set VLMREF_TOKENIZERS_DIR")
     tokenizer, _desc = load_cli_tokenizer(args.model_type, args.model_id_or_path)
     return get_template(MODELS.get(args.model_type).template, tokenizer, max_length=args.max_length,
-                        truncation_strategy=args.truncation_strategy)
+                        truncation_strategy=args.truncation_strategy, profile=args.template_profile)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,22 +8,38 @@ import json
 import sys
 
 from .. import __version__
+from ..templates.meta import DEFAULT_PROFILE, PROFILES
+
+
+def add_template_profile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--template_profile", default=DEFAULT_PROFILE, choices=PROFILES,
+                        help="official (default): vlmref's corrected templates; swift-2.2.0: ms-swift 2.2.0's exact "
+                             "input_ids and labels, quirks included")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from ..models.registry import MODELS
     from ..templates import TEMPLATES
+    from ..templates.meta import DEFAULT_PROFILE, SWIFT_2_2_0, SWIFT_TEMPLATES
 
     if args.what == "templates":
+        print(f"profiles: official (default), {SWIFT_2_2_0} (--template_profile {SWIFT_2_2_0}: ms-swift 2.2.0's exact ids)")
         for name in TEMPLATES.names():
             meta = TEMPLATES.get(name)
             users = [m for m in MODELS.names() if MODELS.get(m).template == name]
             aliases = f" (alias: {', '.join(meta.aliases)})" if meta.aliases else ""
             print(f"{name}{aliases}\n  media: {meta.media}, tags: {meta.infer_media_type}, system: "
                   f"{'yes' if meta.supports_system else 'no'}, default system: {meta.default_system!r}\n"
-                  f"  models: {', '.join(users) or '-'}\n  deviations from ms-swift 2.2.0: {len(meta.deviations)}")
+                  f"  models: {', '.join(users) or '-'}\n"
+                  f"  {DEFAULT_PROFILE}: deviations from ms-swift 2.2.0: {len(meta.deviations)}")
             for d in meta.deviations:
                 print(f"    - {d}")
+            if name not in SWIFT_TEMPLATES:
+                print(f"  {SWIFT_2_2_0}: not in ms-swift 2.2.0")
+                continue
+            swift = SWIFT_TEMPLATES.get(name)
+            print(f"  {SWIFT_2_2_0}: reproduces ms-swift 2.2.0 where official deviates: "
+                  f"{', '.join(q.id for q in swift.quirks)}")
         return 0
     for name in MODELS.names():
         m = MODELS.get(name)
@@ -51,7 +67,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     tokenizer, desc = load_cli_tokenizer(args.model_type, args.model_id_or_path)
     try:
         print(render_report(args.model_type, example, tokenizer, desc, max_length=args.max_length,
-                            truncation_strategy=args.truncation_strategy))
+                            truncation_strategy=args.truncation_strategy, profile=args.template_profile))
     except VlmrefError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -88,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model_id_or_path", default=None, help="folder with the tokenizer files")
     r.add_argument("--max_length", type=int, default=None)
     r.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
+    add_template_profile_argument(r)
     r.set_defaults(func=_cmd_render)
 
     from . import bench, check_data, export, infer, memory, sft

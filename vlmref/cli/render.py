@@ -70,7 +70,7 @@ def render_report(model_type: str, example: dict[str, Any], tokenizer: Any, toke
     rendered = template.render(example)
     enc = template.encode(example)
     lines = [
-        f"model_type: {meta.model_type}   template: {meta.template}   tokenizer: {tokenizer_desc}",
+        f"model_type: {meta.model_type}   template: {meta.template} ({template.profile})   tokenizer: {tokenizer_desc}",
         f"[RENDERED]  {rendered.text()!r}",
         f"[MASK]      {rendered.mask_view()!r}   (supervised in [[ ]])",
         f"[INPUT_IDS] ({len(enc['input_ids'])}) {runs_text(enc['input_ids'])}",

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from ..errors import SequenceTooLongError, TemplateInputError
 from .media import MediaContext, get_media_step
-from .meta import TEMPLATES, Element, ImageSlot, TemplateMeta, template_markers
+from .meta import DEFAULT_PROFILE, Element, ImageSlot, TemplateMeta, get_template_meta, template_markers
 
 IMAGE_TAG = "<image>"
 _PLACEHOLDERS = ("{{SYSTEM}}", "{{QUERY}}", "{{ROUND0}}", "{{ROUND1}}")
@@ -49,6 +49,7 @@ class Rendered:
     segments: list[Segment]
     images: list[Any]
     system: str | None
+    leading_images: list[Any] | None = None  # images the media step takes before ``images`` (swift XComposer2 inline)
 
     def text(self) -> str:
         """Segments joined; id segments as ``⟦ids⟧`` and image slots as ``⟦image N⟧``."""
@@ -91,6 +92,7 @@ class Template:
             raise ValueError(f"truncation_strategy must be 'delete' or 'truncation_left', got {truncation_strategy!r}")
         self.meta = meta
         self.template_type = meta.template_type
+        self.profile = meta.profile
         self.tokenizer = tokenizer
         system = meta.default_system
         if default_system is not None:
@@ -116,7 +118,7 @@ class Template:
 
     def render(self, example: dict[str, Any]) -> Rendered:
         """Build the merged segment list for ``example`` (no tokenizer ids except literal id elements)."""
-        query, response, history, images, system = self._prepare(example)
+        query, response, history, images, system, leading = self._prepare(example)
         contexts: list[tuple[Element | ImageSlot, bool]] = []
         prefix = self.meta.prefix if system is None else self.meta.system_prefix
         assert prefix is not None
@@ -134,7 +136,7 @@ class Template:
             if q or r:
                 self._extend(contexts, elements, query=q, response=r, round0=i)
         segments = self._split_images(contexts, images)
-        return Rendered(segments=_merge(segments), images=images, system=system)
+        return Rendered(segments=_merge(segments), images=images, system=system, leading_images=leading or None)
 
     def encode(self, example: dict[str, Any]) -> dict[str, Any]:
         """Encode ``example`` into ``input_ids``, ``labels`` (``None`` for a generation prompt) and family extras.
@@ -157,9 +159,12 @@ class Template:
                 piece = list(seg.value)
             ids += piece
             labels += piece if seg.loss else [-100] * len(piece)
-        ctx = MediaContext(input_ids=ids, labels=labels, slots=slots, images=list(rendered.images))
-        encoded = self.media.expand(ctx)
-        encoded = self._truncate(encoded)
+        images = [*(rendered.leading_images or ()), *rendered.images]
+        ctx = MediaContext(input_ids=ids, labels=labels, slots=slots, images=images)
+        if self.meta.truncate_before_media:  # ms-swift 2.2.0: the text ids are cut, then the model adds images
+            encoded = self.media.expand(self._truncate_ids(ctx, infer))
+        else:
+            encoded = self._truncate(self.media.expand(ctx))
         out: dict[str, Any] = {"input_ids": encoded.input_ids, "labels": None if infer else encoded.labels}
         out["image_spans"] = [list(s) for s in encoded.spans]
         out["images"] = encoded.images
@@ -180,7 +185,7 @@ class Template:
         text = seg.value
         assert isinstance(text, str)
         hits = []
-        if seg.protected:
+        if seg.protected and self.meta.protect_caller_text:
             pattern = self._special_pattern()
             if pattern is not None:
                 hits = [m.span() for m in pattern.finditer(text) if _overlaps(m.span(), seg.protected)]
@@ -222,7 +227,7 @@ class Template:
         return self._special_re
 
     # ---- steps ------------------------------------------------------------------------------------------------
-    def _prepare(self, example: dict[str, Any]) -> tuple[str, str | None, list[list[str]], list[Any], str | None]:
+    def _prepare(self, example: dict[str, Any]) -> tuple[str, str | None, list[list[str]], list[Any], str | None, list]:
         t = self.template_type
         query = example.get("query")
         if query is None:
@@ -243,7 +248,9 @@ class Template:
         if not isinstance(images, (list, tuple)):
             images = [images]  # ms-swift wraps a bare image; unlike ms-swift, the caller's dict is not mutated
         images = list(images)
-        query, history, images = self.media.collect_inline_images(query, history, images)
+        collected = self.media.collect_inline_images(query, history, images)
+        query, history, images = collected[:3]
+        leading = list(collected[3]) if len(collected) > 3 else []
         query, history, images = self._add_default_tags(query, history, images)
         self._check_images(images)
         system = example.get("system")
@@ -254,7 +261,7 @@ class Template:
         elif not self.meta.supports_system:
             raise TemplateInputError(t, "system", "this template does not support a system prompt (pass '' or None)", "system_unsupported")
         self._check_media_tags_in_replies(response, history, system, bool(images))
-        return query, response, history, images, system
+        return query, response, history, images, system, leading
 
     def _add_default_tags(self, query: str, history: list[list[str]], images: list[Any]):
         """Place ``<image>`` tags the way ms-swift 2.2.0 does ('round': one entry per turn; else all in round 1)."""
@@ -296,7 +303,7 @@ class Template:
         crashes or misplaces images, and Qwen-VL's tokenizer turns ``<img>..</img>`` in a reply into a supervised
         image; vlmref refuses both, naming the field."""
         tags = [IMAGE_TAG] if has_images else []
-        if self.meta.media == "qwen_vl":
+        if self.meta.media == "qwen_vl" and self.meta.reply_markup_check:
             tags.append("<img>")
         places = [("response", response), ("system", system)]
         places += [(f"history[{i}] response", r) for i, (_, r) in enumerate(history)]
@@ -350,11 +357,15 @@ class Template:
         """Split text on ``<image>`` (only when the sample has images, as ms-swift does) and insert placeholders."""
         out: list[Segment] = []
         index = 0
+        tags = (IMAGE_TAG, *self.meta.split_tags)
+        splitter = re.compile("(" + "|".join(map(re.escape, tags)) + ")")
         for value, loss, caller in contexts:
-            if not images or not isinstance(value, str) or IMAGE_TAG not in value:
+            if not images or not isinstance(value, str) or not any(tag in value for tag in tags):
                 out.append(_segment(value, loss, caller))
                 continue
-            for part in re.split(f"({re.escape(IMAGE_TAG)})", value):
+            for part in splitter.split(value):
+                if not part:
+                    continue
                 if part != IMAGE_TAG:
                     out.append(_segment(part, loss, caller))
                     continue
@@ -367,6 +378,17 @@ class Template:
                         out.append(Segment(self._resolve_ids(element), loss))
                 index += 1
         return out
+
+    def _truncate_ids(self, ctx: MediaContext, infer: bool) -> MediaContext:
+        """ms-swift 2.2.0's cut (``Template._encode``): ``delete`` refuses a sample over ``max_length`` (swift returns
+        ``{}``); otherwise the last ``max_length`` ids are kept, before any image expansion."""
+        if self.max_length is None:
+            return ctx
+        if self.truncation_strategy == "delete" and len(ctx.input_ids) > self.max_length:
+            raise SequenceTooLongError(self.template_type, len(ctx.input_ids), self.max_length, 0)
+        start = max(0, len(ctx.input_ids) - self.max_length)
+        slots = [(pos - start, i) for pos, i in ctx.slots if pos >= start]
+        return MediaContext(ctx.input_ids[start:], ctx.labels[start:], slots=slots, images=ctx.images)
 
     def _truncate(self, enc):
         if self.max_length is None:
@@ -434,8 +456,15 @@ def get_template(
     default_system: str | None = None,
     max_length: int | None = None,
     truncation_strategy: TruncationStrategy = "delete",
+    *,
+    profile: str = DEFAULT_PROFILE,
     **kwargs: Any,
 ) -> Template:
-    """ms-swift's ``get_template``: a fresh ``Template`` for ``template_type`` bound to ``tokenizer``."""
-    meta = TEMPLATES.get(template_type)
+    """ms-swift's ``get_template``: a fresh ``Template`` for ``template_type`` bound to ``tokenizer``.
+
+    ``profile='official'`` (the default) is vlmref's corrected behaviour, each difference from ms-swift recorded in
+    ``meta.deviations``; ``profile='swift-2.2.0'`` gives ms-swift 2.2.0's exact ``input_ids`` and ``labels``, its
+    quirks listed in ``meta.quirks``, and a named error where ms-swift crashes or returns ``{}``.
+    """
+    meta = get_template_meta(template_type, profile)
     return Template(meta, tokenizer, default_system, max_length, truncation_strategy, **kwargs)

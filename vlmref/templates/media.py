@@ -8,6 +8,9 @@ fills them, and adds the family's extras::
     xcomposer2   N x IMAGE_SENTINEL at each slot, im_mask 1 there (N = 256 for the 7b at 224 px; HD count for 2.5)
     yi_vl        1024 x IMAGE_SENTINEL at each slot (448 px CLIP ViT-H/14)
     llava_next   anyres count x the tokenizer's <image> id at each slot, image_sizes (h, w) per image
+
+The ``swift-2.2.0`` profile has two steps of its own (``swift_cogvlm``, ``swift_xcomposer2``) that redo what
+ms-swift 2.2.0's ``CogTemplate.encode`` and ``InternLMXComposer2.encode`` do to the (already cut) ids.
 """
 
 from __future__ import annotations
@@ -205,6 +208,73 @@ class LlavaNextMedia(MediaStep):
         return out
 
 
+class SwiftCogVLMMedia(CogVLMMedia):
+    """ms-swift 2.2.0 ``CogTemplate.encode``: the vision positions go after the first id of the cut sequence."""
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        if not ctx.images:
+            raise TemplateInputError(
+                self.meta.template_type,
+                "images",
+                "ms-swift 2.2.0 cannot encode a CogVLM sample without an image (CogTemplate.encode passes an empty "
+                "image to build_conversation_input_ids, which fails); use profile 'official'",
+                "swift_unsupported",
+            )
+        return super().expand(ctx)
+
+
+SWIFT_XCOMPOSER2_BOS, SWIFT_XCOMPOSER2_SPLIT = 1, 2  # ids ms-swift 2.2.0 hard-codes (<s>, </s>)
+
+
+class SwiftXComposer2Media(MediaStep):
+    """ms-swift 2.2.0 ``InternLMXComposer2.encode``, on ids::
+
+        inline <img>P</img> -> '</s>' text; with any image the first id is dropped; a dummy 2 is appended;
+        the ids are split at every 2 and each part becomes [1] + part, followed by image k (while k < #images)
+
+    so a text-only sample starts ``<s><s>``, and images from the images column (whose ``<image>`` tags stay plain
+    text) come after the last text part.
+    """
+
+    def collect_inline_images(self, query, history, images):
+        found: list[str] = []
+
+        def take(text: str) -> str:
+            found.extend(_IMG_TAG.findall(text))
+            return _IMG_TAG.sub("</s>", text)
+
+        history = [[take(q), r] for q, r in history]
+        return take(query), history, images, found
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        n = int(self.options.get("image_tokens", 256))
+        ids, labels = list(ctx.input_ids), list(ctx.labels)
+        if ctx.images:
+            ids, labels = ids[1:], labels[1:]
+        ids.append(SWIFT_XCOMPOSER2_SPLIT)
+        labels.append(SWIFT_XCOMPOSER2_SPLIT)
+        out_ids: list[int] = []
+        out_labels: list[int] = []
+        mask: list[int] = []
+        spans: list[tuple[int, int]] = []
+        start = index = 0
+        for i, token in enumerate(ids):
+            if token != SWIFT_XCOMPOSER2_SPLIT:
+                continue
+            out_ids += [SWIFT_XCOMPOSER2_BOS, *ids[start:i]]
+            out_labels += [-100, *labels[start:i]]
+            mask += [0] * (i - start + 1)
+            if index < len(ctx.images):
+                spans.append((len(out_ids), n))
+                out_ids += [IMAGE_SENTINEL] * n
+                out_labels += [-100] * n
+                mask += [1] * n
+            index += 1
+            start = i + 1
+        images = ctx.images[: len(spans)]
+        return MediaContext(out_ids, out_labels, images=images, spans=spans, token_extras={"im_mask": mask})
+
+
 _STEPS: dict[str, type[MediaStep]] = {
     "text": MediaStep,
     "qwen_vl": QwenVLMedia,
@@ -213,6 +283,8 @@ _STEPS: dict[str, type[MediaStep]] = {
     "xcomposer2_5": XComposer2Media,
     "yi_vl": YiVLMedia,
     "llava_next": LlavaNextMedia,
+    "swift_cogvlm": SwiftCogVLMMedia,
+    "swift_xcomposer2": SwiftXComposer2Media,
 }
 
 

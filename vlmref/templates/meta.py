@@ -12,8 +12,8 @@ Text may hold ``{{SYSTEM}}``, ``{{QUERY}}``, ``{{ROUND0}}``, ``{{ROUND1}}``; ``'
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from ..registry import Registry
 
@@ -21,6 +21,37 @@ IdElement = tuple[int | str, ...]
 Element = str | IdElement
 
 InferMediaType = Literal["round", "dialogue", "none"]
+
+OFFICIAL = "official"
+SWIFT_2_2_0 = "swift-2.2.0"
+PROFILES = (OFFICIAL, SWIFT_2_2_0)
+DEFAULT_PROFILE = OFFICIAL
+# the tags ms-swift 2.2.0 splits every string on when a sample is multimodal (Template.special_tokens)
+SWIFT_SPLIT_TAGS = ("<video_label>", "<audio_label>", "<bbox>", "<ref-object>")
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One recorded difference of the ``official`` profile from ms-swift 2.2.0, with its source in ``text``.
+
+    ``swift`` holds the ``TemplateMeta`` fields that give ms-swift 2.2.0's behaviour instead; the ``swift-2.2.0``
+    profile is the official meta with every deviation's ``swift`` fields applied, and a difference between the two
+    profiles on a sample is explained by the smallest set of deviations whose fields turn one into the other::
+
+        Deviation("llava-qwen-system-period", "default system ... with the period ...",
+                  (("default_system", "You are a helpful assistant"),))
+    """
+
+    id: str
+    text: str
+    swift: tuple[tuple[str, Any], ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.id}: {self.text}"
+
+
+def deviation(id: str, text: str, **swift: Any) -> Deviation:
+    return Deviation(id, text, tuple(swift.items()))
 
 
 @dataclass(frozen=True)
@@ -55,9 +86,17 @@ class TemplateMeta:
     user_markup: tuple[str, ...] = ()  # special tokens a user may type on purpose (Qwen-VL <img>, <ref>, <box>)
     lazy_tokenize: bool = False
     stop_words: tuple[str, ...] = ()
-    deviations: tuple[str, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
     source: str = ""
     aliases: tuple[str, ...] = field(default=())
+    # ---- profile: which behaviour the engine follows (see ``swift_variant``) ----
+    profile: str = OFFICIAL
+    quirks: tuple[Deviation, ...] = ()  # swift-2.2.0 profile: the official deviations it undoes, i.e. swift's quirks
+    protect_caller_text: bool = True  # special-token text in query/response/system stays plain text
+    truncate_before_media: bool = False  # max_length applies to the ids before image expansion (ms-swift 2.2.0)
+    split_tags: tuple[str, ...] = ()  # extra tags strings are split on when the sample has images
+    reply_markup_check: bool = True  # refuse Qwen-VL <img> in replies (ms-swift tokenizes it as a supervised image)
+    tokenizer_added_tokens: bool = True  # False: the model's tokenizer is used without vlmref's added <image> token
 
     @property
     def supports_system(self) -> bool:
@@ -69,13 +108,75 @@ class TemplateMeta:
 
 
 TEMPLATES: Registry[TemplateMeta] = Registry("template_type")
+SWIFT_TEMPLATES: Registry[TemplateMeta] = Registry(f"{SWIFT_2_2_0} template_type")
+_REGISTRIES = {OFFICIAL: TEMPLATES, SWIFT_2_2_0: SWIFT_TEMPLATES}
+
+
+def template_registry(profile: str = DEFAULT_PROFILE) -> Registry[TemplateMeta]:
+    """The registry of one profile: ``official`` (vlmref's corrected behaviour) or ``swift-2.2.0`` (ms-swift's exact)."""
+    try:
+        return _REGISTRIES[profile]
+    except KeyError:
+        raise ValueError(f"unknown template profile {profile!r}; known: {', '.join(PROFILES)}") from None
+
+
+def get_template_meta(template_type: str, profile: str = DEFAULT_PROFILE) -> TemplateMeta:
+    """The meta of ``template_type`` (or an alias) in ``profile``; a type the profile lacks is a named error."""
+    registry = template_registry(profile)
+    if template_type not in registry and template_type in TEMPLATES:
+        from ..errors import TemplateInputError
+
+        raise TemplateInputError(template_type, "template_profile",
+                                 f"ms-swift 2.2.0 has no {template_type!r} template; use profile {OFFICIAL!r}",
+                                 "profile_unsupported")
+    return registry.get(template_type)
 
 
 def register_template(meta: TemplateMeta) -> TemplateMeta:
-    """Register ``meta`` under its ``template_type`` (and aliases); a name can be registered only once."""
+    """Register ``meta`` under its ``template_type`` (and aliases) in its profile; a name can be registered once."""
     if meta.default_system is not None and meta.system_prefix is None:
         raise ValueError(f"template {meta.template_type!r}: a default_system needs a system_prefix")
-    return TEMPLATES.register(meta.template_type, meta, aliases=meta.aliases)
+    return template_registry(meta.profile).register(meta.template_type, meta, aliases=meta.aliases)
+
+
+def apply_deviations(official: TemplateMeta, deviations: tuple[Deviation, ...]) -> TemplateMeta:
+    """``official`` with ms-swift 2.2.0's behaviour for each of ``deviations`` (registered nowhere)."""
+    changes: dict[str, Any] = {}
+    for dev in deviations:
+        changes.update(dev.swift)
+    return replace(official, **changes)
+
+
+def swift_variant(official: TemplateMeta) -> TemplateMeta:
+    """The ``swift-2.2.0`` profile of ``official``: ms-swift 2.2.0's exact ids and labels, quirks included.
+
+    Every official deviation is undone (its ``swift`` fields applied); they become the profile's ``quirks``.
+    """
+    undone = tuple(d for d in official.deviations if d.swift)
+    meta = apply_deviations(official, undone)
+    return replace(meta, profile=SWIFT_2_2_0, deviations=(), quirks=undone)
+
+
+# ---- deviations shared by several families ----------------------------------------------------------------------
+TYPED_SPECIAL_TOKENS = deviation(
+    "typed-special-tokens",
+    "special-token text typed in a query, response or system (<|im_end|>, </s>, [INST] ...) stays plain text; "
+    "ms-swift 2.2.0 tokenizes it as the special token, so a user can end a turn or forge a role",
+    protect_caller_text=False,
+)
+MAX_LENGTH_COUNTS_IMAGES = deviation(
+    "max-length-counts-images",
+    "max_length and truncation_left count the image positions and never cut through an image; ms-swift 2.2.0 cuts "
+    "the ids before the images are expanded, so a sample can exceed max_length by its image positions",
+    truncate_before_media=True,
+)
+SPLIT_TAGS = deviation(
+    "split-media-tags",
+    "only <image> splits text; with images in a sample ms-swift 2.2.0 also splits on <video_label>, <audio_label>, "
+    "<bbox> and <ref-object>, so a reply containing one is tokenized in pieces",
+    split_tags=SWIFT_SPLIT_TAGS,
+)
+MEDIA_DEVIATIONS = (MAX_LENGTH_COUNTS_IMAGES, SPLIT_TAGS)
 
 
 _MARKER = re.compile(r"<\|[^|<>]+\|>|\[UNUSED_TOKEN_\d+\]|</?s>|<image>|</?img>|<imgpad>|<pad>|<unk>")

@@ -10,13 +10,14 @@ import copy
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import VlmrefError
 from ..models.registry import MODELS, TokenizerSpec
 from ..templates import TEMPLATES, Template, get_template
-from ..templates.meta import template_markers
+from ..templates.meta import OFFICIAL, get_template_meta, template_markers
 
 SEMANTICS = "ms-swift 2.2.0 (tag v2.2.0, 99cb37fb) swift/llm/utils/template.py, except the recorded deviations"
 
@@ -106,11 +107,16 @@ def tokenizer_spec(template_type: str) -> TokenizerSpec:
     return override or MODELS.get(model_type).tokenizer
 
 
-def load_golden_tokenizer(template_type: str, root: Path):
-    """The real tokenizer for ``template_type`` from ``root`` (a ../shared/tokenizers-like folder)."""
+def load_golden_tokenizer(template_type: str, root: Path, profile: str = OFFICIAL, *, added_tokens: bool | None = None):
+    """The real tokenizer for ``template_type`` from ``root`` (a ../shared/tokenizers-like folder), as the template
+    ``profile`` expects it (``swift-2.2.0`` uses the lmms-lab tokenizers without an added ``<image>``)."""
     from ..tokenizers import load_tokenizer
 
     spec = tokenizer_spec(template_type)
+    if added_tokens is None:
+        added_tokens = get_template_meta(template_type, profile).tokenizer_added_tokens
+    if not added_tokens:
+        spec = replace(spec, add_tokens=())
     return load_tokenizer(spec.kind, root / spec.family, special=spec.special())
 
 
@@ -205,7 +211,7 @@ def build_case(template_type: str, scenario: str, tokenizer: Any, golden_dir: Pa
                           "sha256": tokenizer_sha},
             "semantics": SEMANTICS,
             "source": meta.source,
-            "deviations": list(meta.deviations),
+            "deviations": [str(d) for d in meta.deviations],
             "generator": "python scripts/make_golden.py",
             "special_tokens": special_ids(template_type, tokenizer),
         }

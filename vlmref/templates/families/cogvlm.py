@@ -8,7 +8,15 @@ The vision positions always follow BOS, whichever turn the image belongs to (ms-
 ``build_conversation_input_ids``); 1227 = (490 // 14)^2 + boi + eoi.
 """
 
-from ..meta import TemplateMeta, register_template
+from ..meta import (
+    MAX_LENGTH_COUNTS_IMAGES,
+    SPLIT_TAGS,
+    TYPED_SPECIAL_TOKENS,
+    TemplateMeta,
+    deviation,
+    register_template,
+    swift_variant,
+)
 
 COGVLM = register_template(
     TemplateMeta(
@@ -25,8 +33,18 @@ COGVLM = register_template(
         stop_words=("</s>",),
         source="ms-swift 2.2.0 template.py L1861-1925 (CogTemplate); THUDM/cogvlm-chat-hf build_conversation_input_ids",
         deviations=(
-            "max_length counts the 1227 vision positions (ms-swift 2.2.0 checks the text-only length, so a "
-            "max_length=2048 sample can reach 3275 positions)",
+            TYPED_SPECIAL_TOKENS,
+            MAX_LENGTH_COUNTS_IMAGES,  # ms-swift 2.2.0 checks the text-only length: max_length=2048 can reach 3275
+            SPLIT_TAGS,
+            deviation(
+                "cogvlm-text-only",
+                "a sample without an image encodes as text; ms-swift 2.2.0's CogTemplate.encode passes an empty image "
+                "to build_conversation_input_ids, which fails (the swift-2.2.0 profile raises a named error)",
+                media="swift_cogvlm",
+            ),
         ),
     )
 )
+
+
+SWIFT_COGVLM = register_template(swift_variant(COGVLM))

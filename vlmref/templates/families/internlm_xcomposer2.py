@@ -9,7 +9,15 @@ N = 256 for internlm-xcomposer2-7b (CLIP ViT-L/14 at 224 px: the checkpoint's co
 is internlm-xcomposer2-vl-7b at 490 px). For 2.5, N follows the HD tiling of the image (``image_tokens.py``).
 """
 
-from ..meta import ImageSlot, TemplateMeta, register_template
+from ..meta import (
+    MEDIA_DEVIATIONS,
+    TYPED_SPECIAL_TOKENS,
+    ImageSlot,
+    TemplateMeta,
+    deviation,
+    register_template,
+    swift_variant,
+)
 
 XCOMPOSER2_SYSTEM = (
     "You are an AI assistant whose name is InternLM-XComposer (浦语·灵笔).\n"
@@ -31,15 +39,21 @@ XCOMPOSER2_5_SYSTEM = (
     "based on the provided image."
 )
 
-_BOS_DEVIATION = (
-    "one <s> at the start only: ms-swift 2.2.0 drops the leading <s> and puts a <s> before every text segment after "
-    "an image (text-only samples start <s><s>); the official training path (modeling_internlm_xcomposer2.py "
-    "interleav_wrap, need_bos) and IXC-2.5 chat tokenize only the first part with a BOS"
+_BOS_DEVIATION = deviation(
+    "xcomposer2-bos",
+    "one <s> at the start only: ms-swift 2.2.0 drops the leading <s> and puts a <s> before every text part between "
+    "images (text-only samples start <s><s>), turns inline <img>PATH</img> into '</s>' and splits at every </s> id; "
+    "the official training path (modeling_internlm_xcomposer2.py interleav_wrap, need_bos) and IXC-2.5 chat tokenize "
+    "only the first part with a BOS",
+    media="swift_xcomposer2",
 )
-_COLUMN_DEVIATION = (
+_COLUMN_DEVIATION = deviation(
+    "xcomposer2-images-column",
     "an images column without inline <img> tags puts the images at the start of the first query; ms-swift 2.2.0 "
-    "leaves a literal '<image>' text and appends the image after the final [UNUSED_TOKEN_145]"
+    "leaves a literal '<image>' text and appends the image after the final [UNUSED_TOKEN_145]",
+    image_placeholder=("<image>",),
 )
+_DEVIATIONS = (TYPED_SPECIAL_TOKENS, _BOS_DEVIATION, _COLUMN_DEVIATION, *MEDIA_DEVIATIONS)
 
 _COMMON = dict(
     prefix=("<s>",),
@@ -58,7 +72,11 @@ XCOMPOSER2 = register_template(
         default_system=XCOMPOSER2_SYSTEM,
         media="xcomposer2",
         source="ms-swift 2.2.0 template.py L1132-1241 (InternLMXComposer2)",
-        deviations=(_BOS_DEVIATION, _COLUMN_DEVIATION, "256 image positions (224 px), not 1225 (spec 2.3 assumed 490 px)"),
+        deviations=(
+            *_DEVIATIONS,
+            deviation("xcomposer2-224px", "256 image positions (224 px), not 1225 (spec 2.3 assumed 490 px); the same "
+                      "in ms-swift 2.2.0, whose count comes from the model"),
+        ),
         **_COMMON,
     )
 )
@@ -69,7 +87,11 @@ XCOMPOSER2_5 = register_template(
         default_system=XCOMPOSER2_5_SYSTEM,
         media="xcomposer2_5",
         source="ms-swift 2.2.1 template.py L1306-1325 (is_v2_5); absent from 2.2.0",
-        deviations=(_BOS_DEVIATION, _COLUMN_DEVIATION),
+        deviations=_DEVIATIONS,
         **_COMMON,
     )
 )
+
+
+SWIFT_XCOMPOSER2 = register_template(swift_variant(XCOMPOSER2))
+# internlm-xcomposer2_5 is absent from ms-swift 2.2.0 (added in 2.2.1): that profile has no template for it.

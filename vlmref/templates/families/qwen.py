@@ -9,7 +9,7 @@ The Qwen-VL tokenizer turns ``<img>PATH</img>`` into 258 ids (``<img>``, the pat
 ``<imgpad>`` up to 256, ``</img>``). Inline ``<img>`` tags in the text (``Picture 1:<img>p</img>\\n``) work the same.
 """
 
-from ..meta import TemplateMeta, register_template
+from ..meta import MEDIA_DEVIATIONS, TYPED_SPECIAL_TOKENS, TemplateMeta, deviation, register_template, swift_variant
 
 QWEN_SYSTEM = "You are a helpful assistant."
 _SOURCE = "ms-swift 2.2.0 swift/llm/utils/template.py L785-821 (QwenTemplate, QwenVLTemplate)"
@@ -25,7 +25,7 @@ _CHATML = dict(
     source=_SOURCE,
 )
 
-QWEN = register_template(TemplateMeta(template_type="qwen", **_CHATML))
+QWEN = register_template(TemplateMeta(template_type="qwen", deviations=(TYPED_SPECIAL_TOKENS,), **_CHATML))
 
 QWEN_VL = register_template(
     TemplateMeta(
@@ -34,6 +34,20 @@ QWEN_VL = register_template(
         image_placeholder=("<img>{{PATH}}</img>",),
         image_paths_only=True,
         user_markup=("<img>", "</img>", "<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>"),
+        deviations=(
+            TYPED_SPECIAL_TOKENS,
+            deviation(
+                "qwen-vl-img-in-reply",
+                "<img>PATH</img> in a response, history response or system is refused; ms-swift 2.2.0's Qwen-VL "
+                "tokenizer expands it into a supervised image",
+                reply_markup_check=False,
+            ),
+            *MEDIA_DEVIATIONS,
+        ),
         **_CHATML,
     )
 )
+
+SWIFT_QWEN = register_template(swift_variant(QWEN))
+SWIFT_QWEN_VL = register_template(swift_variant(QWEN_VL))
+

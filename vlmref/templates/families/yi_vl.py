@@ -5,7 +5,15 @@ One image, default system::
     {SYSTEM}\\n\\n### Human: ⟦1024 image positions⟧\\nDescribe this image.\\n### Assistant:[[A cat.]][[\\n###]]
 """
 
-from ..meta import ImageSlot, TemplateMeta, register_template
+from ..meta import (
+    MEDIA_DEVIATIONS,
+    TYPED_SPECIAL_TOKENS,
+    ImageSlot,
+    TemplateMeta,
+    deviation,
+    register_template,
+    swift_variant,
+)
 
 YI_VL_SYSTEM = (
     "This is a chat between an inquisitive human and an AI assistant. Assume the role of the AI assistant. "
@@ -31,8 +39,18 @@ YI_VL = register_template(
         stop_words=("\n###",),
         source="ms-swift 2.2.0 template.py L883-962, L1028-1034 (YiVLTemplate)",
         deviations=(
-            "the image sentinel -200 is expanded to 1024 positions at encode time (ms-swift leaves one -200 for "
-            "the model to expand), so max_length counts real positions",
+            TYPED_SPECIAL_TOKENS,
+            deviation(
+                "yi-vl-image-positions",
+                "the image sentinel -200 is expanded to 1024 positions at encode time; ms-swift 2.2.0 leaves one -200 "
+                "(and '\\n') per image for the model to expand",
+                media="text",
+                image_placeholder=((-200,), "\n"),
+            ),
+            *MEDIA_DEVIATIONS,
         ),
     )
 )
+
+
+SWIFT_YI_VL = register_template(swift_variant(YI_VL))
