@@ -80,6 +80,15 @@ UPSTREAM["internlm2_tokenizer"] = (
     ("tokenization_internlm2.py",),
 )
 
+# Qwen-7B(-Chat)'s own tokenizer (no Qwen-VL image tokens) for the text template 'qwen': a mirror of the hub repo at
+# its final revision (Dec 2023); Qwen-7B-Chat's tokenization_qwen.py is the same code (not checked byte for byte).
+UPSTREAM["qwen_7b"] = (
+    "zhangningboo/Qwen-7B",
+    "ffe04dd57f85293043ba999a2c0daa788d6182e9",
+    "",
+    ("tokenization_qwen.py", "tokenizer_config.json"),
+)
+
 ENV = "VLMREF_UPSTREAM_DIR"
 
 

@@ -272,8 +272,9 @@ class CogVLMForCausalLM(CogVLMPreTrainedModel, GenerationMixin):
     ) -> dict[str, Any]:
         if token_type_ids is None:
             token_type_ids = torch.full_like(input_ids, LANGUAGE_TOKEN_TYPE)
-        if position_ids is None:  # upstream rebuilds them over the whole sequence at every step
-            position_ids = build_position_ids(token_type_ids, attention_mask)
+        # upstream rebuilds them over the whole sequence at every step (one position per image run); generate()
+        # also passes its own arange positions (transformers >= 5.x), which would count every vision position
+        position_ids = build_position_ids(token_type_ids, attention_mask)
         inputs = super().prepare_inputs_for_generation(
             input_ids, **cache_output(cache), attention_mask=attention_mask, inputs_embeds=inputs_embeds,
             token_type_ids=token_type_ids, position_ids=position_ids, is_first_iteration=is_first_iteration, **kwargs,
