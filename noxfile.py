@@ -132,11 +132,17 @@ def bench_a100(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def oracle(session: nox.Session) -> None:
-    """Oracle fixtures from the real upstream (never in CI): ms-swift 2.2.0's ids for every template scenario and
-    seeded samples (golden/oracle/templates). Builds its own venv with ms-swift 2.2.0 and the packages of its era
-    (scripts/oracle/requirements.txt); needs the real tokenizers (../shared/tokenizers or $VLMREF_TOKENIZERS_DIR)
-    and the upstream code extracted by `python scripts/oracle/upstream.py extract` ($VLMREF_UPSTREAM_DIR).
-    `nox -s oracle -- qwen-vl cogvlm` regenerates only those templates."""
+    """Oracle fixtures from the real upstream (never in CI), then the comparison and the speed table.
+
+    1. A venv with ms-swift 2.2.0 and the packages of its era (scripts/oracle/requirements.txt) encodes every
+       golden scenario and 200 seeded samples per template into golden/oracle/templates (`nox -s oracle --
+       qwen-vl cogvlm`: only those), and the upstream modeling code writes golden/oracle/models (tiny upstream
+       checkpoints, logits, greedy tokens, pixels). Needs the real tokenizers (../shared/tokenizers or
+       $VLMREF_TOKENIZERS_DIR) and the upstream code extracted by `python scripts/oracle/upstream.py extract`
+       ($VLMREF_UPSTREAM_DIR).
+    2. The same venv times ms-swift's encode of the committed cases; 3. vlmref's locked venv times its own on the
+       same cases and tokenizers right after, checks both profiles against the fixtures and writes
+       benchmarks/results/template_oracle.md."""
     if not os.environ.get("VLMREF_UPSTREAM_DIR"):
         session.error("set VLMREF_UPSTREAM_DIR (see scripts/oracle/upstream.py: fetch the repositories, then extract)")
     venv = HERE / ".nox" / "oracle-venv"
@@ -146,3 +152,15 @@ def oracle(session: nox.Session) -> None:
     session.run(str(python), "-m", "pip", "install", "-q", TORCH)
     session.run(str(python), "-m", "pip", "install", "-q", "-r", "scripts/oracle/requirements.txt")
     session.run(str(python), "scripts/oracle/make_template_oracle.py", *session.posargs)
+    if not session.posargs:
+        session.run(str(python), "scripts/oracle/make_model_oracle.py", "--out", "golden/oracle/models")
+    times = HERE / ".nox" / "oracle-swift-times.json"
+    session.run(str(python), "scripts/oracle/make_template_oracle.py", "--time", str(times))
+    mine = HERE / ".nox" / "oracle-vlmref"
+    mine_python = mine / "bin" / "python"
+    if not mine_python.exists():
+        session.run(sys.executable, "-m", "venv", str(mine))
+    session.run(str(mine_python), "-m", "pip", "install", "-q", "-c", LOCK, TORCH)
+    session.run(str(mine_python), "-m", "pip", "install", "-q", "-c", LOCK, "-e", ".[tokenizers]")
+    session.run(str(mine_python), "scripts/oracle/report.py", "--swift-times", str(times),
+                "--out", "benchmarks/results/template_oracle.md")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,15 @@ MIN_SAMPLES = 200
 
 
 @functools.cache
-def _tokenizer(template_type: str, root: str, added_tokens: bool):
-    return load_golden_tokenizer(template_type, Path(root), added_tokens=added_tokens)
+def _tokenizer(template_type: str, root: str, added_tokens: bool, prefix_policy: str | None):
+    meta = get_template_meta(template_type, OFFICIAL)
+    meta = replace(meta, tokenizer_added_tokens=added_tokens, tokenizer_prefix_policy=prefix_policy)
+    return load_golden_tokenizer(template_type, Path(root), meta=meta)
 
 
 def _tokenizer_for(template_type: str, root: Path):
-    return lambda meta: _tokenizer(template_type, str(root), meta.tokenizer_added_tokens)
+    """The tokenizer a (possibly partly swift) meta asks for; cached per tokenizer-relevant fields."""
+    return lambda meta: _tokenizer(template_type, str(root), meta.tokenizer_added_tokens, meta.tokenizer_prefix_policy)
 
 
 @pytest.mark.golden

@@ -239,3 +239,65 @@ def test_save_reload(kind, name, tmp_path):
     for attr in ("bos_token_id", "eos_token_id", "pad_token_id", "bos_token", "eos_token", "pad_token"):
         assert getattr(again, attr) == getattr(tok, attr), attr
     assert again.convert_tokens_to_ids(["<image>", "<video>"]) == tok.convert_tokens_to_ids(["<image>", "<video>"])
+
+
+# -- the templates' fast path: same ids as encode(add_special_tokens=False) -----------------------------
+_PIECES = [*STRINGS, "[UNUSED_TOKEN_146]", "[UNUSED_TOKEN_145]\n", "<image>", "<|im_sep|>", "<unk>", "</s>", "<pad>",
+           "<img>images/a.png</img>", " ", "\n", "\t", "你好", "😀", "▁x", "<<SYS>>", "<|endoftext|>"]
+
+
+@real
+@pytest.mark.parametrize("model_type", ["cogvlm-17b-instruct", "qwen-vl-chat", "internlm-xcomposer2-7b-chat",
+                                        "yi-vl-6b-chat", "llava1d6-mistral-7b-instruct", "llava1d6-yi-34b-instruct",
+                                        "llama3-llava-next-8b", "llava-next-72b"])
+def test_template_fast_encode_equals_encode(model_type):
+    """Template._plain_encoder (encode_plain / the fast backend) gives exactly tokenizer.encode's ids."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from vlmref.models.loader import get_model_tokenizer
+    from vlmref.models.registry import MODELS
+    from vlmref.templates import get_template
+
+    folder = family(MODELS.get(model_type).tokenizer.family)
+    _, tok = get_model_tokenizer(model_type, load_model=False, model_id_or_path=folder)
+    encode = get_template(MODELS.get(model_type).template, tok)._plain_encoder()
+
+    @given(st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=6)), max_size=6).map("".join))
+    def check(text):
+        try:
+            expected = list(tok.encode(text, add_special_tokens=False))
+            tok.encode(text, add_special_tokens=False, split_special_tokens=True)  # leaves state in HF backends
+        except ValueError:  # Qwen-VL refuses malformed <img> markup; the fast path must refuse it too
+            with pytest.raises(ValueError):
+                encode(text)
+            return
+        assert encode(text) == expected
+        assert encode(text) == expected  # cached the second time
+
+    check()
+
+
+# ids transformers 4.41.2's LlamaTokenizerFast gave for these files (converted from tokenizer.model, as ms-swift
+# 2.2.0's AutoTokenizer loads them; read in the oracle venv of nox -s oracle)
+_FAST_4_41 = {
+    ("yi", "every_chunk"): [("This is", [1117, 620]), (" x", [141, 59607]),
+                            ("\n### Human: hi", [59568, 144, 8308, 10427, 59601, 22519])],
+    ("llama2", "first_chunk"): [(" world", [3186]), ("   ", [1678]), ("a b", [263, 289]), ("x</s> y", [921, 2, 343])],
+}
+
+
+@real
+@pytest.mark.parametrize(("name", "policy"), list(_FAST_4_41))
+def test_sentencepiece_prefix_policy_matches_transformers_4_41_fast(name, policy):
+    tok = load_tokenizer("sentencepiece", family(name), prefix_policy=policy)
+    for text, ids in _FAST_4_41[(name, policy)]:
+        assert tok.encode_plain(text) == ids, text
+        assert tok.encode(text, add_special_tokens=False) == ids, text
+    default = load_tokenizer("sentencepiece", family(name))
+    assert any(default.encode_plain(t) != ids for t, ids in _FAST_4_41[(name, policy)])  # the policy matters
+
+
+def test_prefix_policy_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="sentencepiece tokenizers"):
+        load_tokenizer("tokenizer_json", tmp_path, prefix_policy="every_chunk")

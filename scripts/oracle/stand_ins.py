@@ -80,13 +80,16 @@ def _import(folder: Path, module: str) -> ModuleType:
 def swift_tokenizer(template_type: str, tok_root: Path):
     """(tokenizer, description) as ms-swift 2.2.0 gets it for the model of ``template_type``."""
     if template_type in ("qwen", "qwen-vl"):
-        code = upstream_dir("qwen_vl")
+        code = upstream_dir("qwen_vl" if template_type == "qwen-vl" else "qwen_7b")
         folder = _folder("qwen", tok_root / "qwen", ("qwen.tiktoken",), None)
         shutil.copy(code / "tokenizer_config.json", folder / "tokenizer_config.json")
-        cls = _import(code, "tokenization_qwen").QWenTokenizer
-        cls.IMAGE_ST = ()  # ms-swift 2.2.0 get_model_tokenizer_qwen_vl sets this too
+        module = _import(code, "tokenization_qwen")
+        sys.modules.pop("tokenization_qwen", None)  # qwen and qwen-vl each get their own module
+        cls = module.QWenTokenizer
+        if template_type == "qwen-vl":
+            cls.IMAGE_ST = ()  # ms-swift 2.2.0 get_model_tokenizer_qwen_vl sets this too
         tok = cls.from_pretrained(str(folder))
-        return tok, {"class": "QWenTokenizer (Qwen-VL-Chat tokenization_qwen.py)", "files": "qwen/qwen.tiktoken",
+        return tok, {"class": f"QWenTokenizer ({code.name}/tokenization_qwen.py)", "files": "qwen/qwen.tiktoken",
                      "source": (code / "UPSTREAM").read_text().strip()}
     if template_type == "internlm-xcomposer2":
         code = upstream_dir("internlm2_tokenizer")

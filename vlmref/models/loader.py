@@ -54,7 +54,9 @@ def get_model_tokenizer(
     """
     meta = MODELS.get(model_type)
     folder = resolve_model_dir(meta.model_type, model_id_or_path)
-    tokenizer = load_tokenizer(_tokenizer_kind(meta, folder), folder, special=meta.tokenizer.special())
+    kind = _tokenizer_kind(meta, folder)
+    policy = meta.tokenizer.prefix_policy if kind == "sentencepiece" else None
+    tokenizer = load_tokenizer(kind, folder, special=meta.tokenizer.special(), prefix_policy=policy)
     tokenizer.model_type = meta.model_type
     tokenizer.model_dir = str(folder)
     if not load_model:

@@ -47,6 +47,7 @@ class TokenizerSpec:
     eos: str | None = None
     pad: str | None = None
     add_tokens: tuple[str, ...] = ()
+    prefix_policy: str | None = None  # sentencepiece kinds: vlmref.tokenizers.sentencepiece.PREFIX_POLICIES
 
     def special(self) -> dict[str, Any]:
         return {"bos": self.bos, "eos": self.eos, "pad": self.pad, "add_tokens": list(self.add_tokens)}

@@ -25,6 +25,7 @@ IMAGE_TAG = "<image>"
 _PLACEHOLDERS = ("{{SYSTEM}}", "{{QUERY}}", "{{ROUND0}}", "{{ROUND1}}")
 _PLACEHOLDER_RE = re.compile(r"(\{\{SYSTEM\}\}|\{\{QUERY\}\})")
 TruncationStrategy = Literal["delete", "truncation_left"]
+_SEGMENT_CACHE = 4096  # distinct segment texts kept per template (the constant ones recur in every sample)
 
 
 @dataclass(frozen=True)
@@ -189,18 +190,52 @@ class Template:
             pattern = self._special_pattern()
             if pattern is not None:
                 hits = [m.span() for m in pattern.finditer(text) if _overlaps(m.span(), seg.protected)]
+        encode = self._plain_encoder()
         if not hits:
-            return list(self.tokenizer.encode(text, add_special_tokens=False))
+            return encode(text)
         ids: list[int] = []
         pos = 0
         for start, end in hits:
             if pos < start:
-                ids += self.tokenizer.encode(text[pos:start], add_special_tokens=False)
+                ids += encode(text[pos:start])
             ids += self._encode_literal(text[start:end])
             pos = end
         if pos < len(text):
-            ids += self.tokenizer.encode(text[pos:], add_special_tokens=False)
+            ids += encode(text[pos:])
         return ids
+
+    def _plain_encoder(self):
+        """``text -> tokenizer.encode(text, add_special_tokens=False)``, through the fastest exact route: vlmref's
+        own tokenizers' ``encode_plain``, an HF fast tokenizer's backend, else ``encode`` itself. Constant text
+        (separators, suffixes, a default system turn) is cached per template."""
+        if not hasattr(self, "_plain"):
+            fn = getattr(self.tokenizer, "encode_plain", None)
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            if callable(fn):
+                encode = fn
+            elif backend is not None and callable(getattr(backend, "encode", None)):
+
+                def encode(text: str) -> list[int]:
+                    # transformers sets this flag on each call from split_special_tokens (False by default) and
+                    # leaves it as the last call set it: _encode_literal's split_special_tokens=True call
+                    if getattr(backend, "encode_special_tokens", False):
+                        backend.encode_special_tokens = False
+                    return backend.encode(text, add_special_tokens=False).ids
+
+            else:
+                encode = lambda text: list(self.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+            cache: dict[str, list[int]] = {}
+
+            def plain(text: str) -> list[int]:
+                hit = cache.get(text)
+                if hit is None:
+                    hit = encode(text)
+                    if len(cache) < _SEGMENT_CACHE:
+                        cache[text] = hit
+                return list(hit)
+
+            self._plain = plain
+        return self._plain
 
     def _encode_literal(self, text: str) -> list[int]:
         """Ids for ``text`` read as plain characters; halves it until no special-token id remains (SentencePiece

@@ -97,6 +97,7 @@ class TemplateMeta:
     split_tags: tuple[str, ...] = ()  # extra tags strings are split on when the sample has images
     reply_markup_check: bool = True  # refuse Qwen-VL <img> in replies (ms-swift tokenizes it as a supervised image)
     tokenizer_added_tokens: bool = True  # False: the model's tokenizer is used without vlmref's added <image> token
+    tokenizer_prefix_policy: str | None = None  # sentencepiece models: where '▁' goes (vlmref.tokenizers.sentencepiece)
 
     @property
     def supports_system(self) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import VlmrefError
 from ..models.registry import MODELS, TokenizerSpec
 from ..templates import TEMPLATES, Template, get_template
-from ..templates.meta import OFFICIAL, get_template_meta, template_markers
+from ..templates.meta import OFFICIAL, TemplateMeta, get_template_meta, template_markers
 
 SEMANTICS = "ms-swift 2.2.0 (tag v2.2.0, 99cb37fb) swift/llm/utils/template.py, except the recorded deviations"
 
@@ -107,17 +107,18 @@ def tokenizer_spec(template_type: str) -> TokenizerSpec:
     return override or MODELS.get(model_type).tokenizer
 
 
-def load_golden_tokenizer(template_type: str, root: Path, profile: str = OFFICIAL, *, added_tokens: bool | None = None):
+def load_golden_tokenizer(template_type: str, root: Path, profile: str = OFFICIAL, *, meta: TemplateMeta | None = None):
     """The real tokenizer for ``template_type`` from ``root`` (a ../shared/tokenizers-like folder), as the template
-    ``profile`` expects it (``swift-2.2.0`` uses the lmms-lab tokenizers without an added ``<image>``)."""
+    ``meta`` (default: the profile's) expects it: ``swift-2.2.0`` uses the lmms-lab tokenizers without an added
+    ``<image>`` and Yi's with transformers 4.41's fast-conversion prefix."""
     from ..tokenizers import load_tokenizer
 
+    meta = meta or get_template_meta(template_type, profile)
     spec = tokenizer_spec(template_type)
-    if added_tokens is None:
-        added_tokens = get_template_meta(template_type, profile).tokenizer_added_tokens
-    if not added_tokens:
+    if not meta.tokenizer_added_tokens:
         spec = replace(spec, add_tokens=())
-    return load_tokenizer(spec.kind, root / spec.family, special=spec.special())
+    policy = meta.tokenizer_prefix_policy or spec.prefix_policy
+    return load_tokenizer(spec.kind, root / spec.family, special=spec.special(), prefix_policy=policy)
 
 
 def truncation_max_length(template: Template, example: dict[str, Any], strategy: str) -> int:
@@ -207,7 +208,9 @@ def build_case(template_type: str, scenario: str, tokenizer: Any, golden_dir: Pa
             "template_type": template_type,
             "model_type": TEMPLATE_TOKENIZER[template_type][0],
             "scenario": scenario,
-            "tokenizer": {**tokenizer_spec(template_type).__dict__, "add_tokens": list(tokenizer_spec(template_type).add_tokens),
+            "tokenizer": {**{k: v for k, v in tokenizer_spec(template_type).__dict__.items()
+                             if not (k == "prefix_policy" and v is None)},
+                          "add_tokens": list(tokenizer_spec(template_type).add_tokens),
                           "sha256": tokenizer_sha},
             "semantics": SEMANTICS,
             "source": meta.source,

@@ -83,7 +83,8 @@ def template_report(data: dict[str, Any], tokenizer_for: TokenizerFor) -> dict[s
     template_type = data["meta"]["template_type"]
     swift_meta = get_template_meta(template_type, SWIFT_2_2_0)
     swift_failures, unexplained = [], []
-    by_deviation: Counter[str] = Counter()
+    by_deviation: Counter[str] = Counter()  # smallest explaining set -> cases
+    by_id: Counter[str] = Counter()  # deviation id -> cases it takes part in
     for case in data["cases"]:
         problem = difference(case["swift"], encode_case(swift_meta, tokenizer_for(swift_meta), case))
         if problem:
@@ -93,12 +94,38 @@ def template_report(data: dict[str, Any], tokenizer_for: TokenizerFor) -> dict[s
             unexplained.append(case["name"])
         elif ids:
             by_deviation[" + ".join(ids)] += 1
+            by_id.update(ids)
     return {
         "template_type": template_type,
         "cases": len(data["cases"]),
         "swift_equal": len(data["cases"]) - len(swift_failures),
         "swift_failures": swift_failures,
         "official_differences": dict(sorted(by_deviation.items())),
+        "official_differences_by_id": dict(by_id.most_common()),
         "official_equal": len(data["cases"]) - sum(by_deviation.values()) - len(unexplained),
         "unexplained": unexplained,
     }
+
+
+def time_encode(data: dict[str, Any], tokenizer: Any, rounds: int = 5) -> float:
+    """Best-of-``rounds`` seconds for vlmref's ``swift-2.2.0`` encode of every case of a fixture, one template per
+    (max_length, truncation_strategy) as ms-swift keeps one template and changes its max_length."""
+    import time
+
+    template_type = data["meta"]["template_type"]
+    meta = get_template_meta(template_type, SWIFT_2_2_0)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        templates: dict[tuple, Template] = {}
+        for case in data["cases"]:
+            key = (case.get("max_length"), case.get("truncation_strategy", "delete"))
+            if key not in templates:
+                templates[key] = Template(meta, tokenizer, max_length=key[0], truncation_strategy=key[1],
+                                          media_root=str(GOLDEN))
+            try:
+                templates[key].encode(case["example"])
+            except VlmrefError:
+                pass
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -82,6 +82,7 @@ def draw_samples(template_type: str, meta: TemplateMeta, n: int) -> list[dict[st
 
     from hypothesis import HealthCheck, Phase, given, settings
 
+    _no_local_constants()
     seen: dict[str, dict[str, Any]] = {}
 
     @settings(max_examples=4 * n, derandomize=True, database=None, phases=[Phase.generate],
@@ -95,3 +96,14 @@ def draw_samples(template_type: str, meta: TemplateMeta, n: int) -> list[dict[st
     if len(seen) < n:
         raise RuntimeError(f"{template_type}: hypothesis drew only {len(seen)} distinct samples, {n} wanted")
     return list(seen.values())
+
+
+def _no_local_constants() -> None:
+    """Hypothesis >= 6.131 mixes literals from the loaded local source files into its draws, so the same seed gives
+    other samples whenever vlmref's code changes; the oracle's samples must depend on the seed only."""
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - older hypothesis: no local constants
+        return
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):
+        providers._get_local_constants = providers.Constants

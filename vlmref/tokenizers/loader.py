@@ -104,19 +104,22 @@ def apply_special(tok, special: dict[str, Any] | None):
     return tok
 
 
-def load_tokenizer(kind: str, path: str | os.PathLike, *, special: dict | None = None):
+def load_tokenizer(kind: str, path: str | os.PathLike, *, special: dict | None = None, prefix_policy: str | None = None):
     """Load a tokenizer of `kind` (one of KINDS) from folder `path`, applying `special` overrides.
 
     special: {"bos": str|None, "eos": str|None, "pad": str|None, "add_tokens": [str, ...]}; None keeps the
     tokenizer's own token; add_tokens are appended as special added tokens with the next free ids, in order.
+    prefix_policy: sentencepiece tokenizers only, see ``vlmref.tokenizers.sentencepiece``.
     """
+    if prefix_policy is not None and kind != "sentencepiece":
+        raise ValueError(f"prefix_policy applies to sentencepiece tokenizers, not {kind!r}")
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer folder not found: {path}")
     if kind == "sentencepiece":
         from .sentencepiece import load_sentencepiece
 
-        tok = load_sentencepiece(path)
+        tok = load_sentencepiece(path, prefix_policy=prefix_policy or "sentencepiece")
     elif kind == "tokenizer_json":
         tok = _load_tokenizer_json(path)
     elif kind in ("qwen", "qwen-vl"):

@@ -113,6 +113,10 @@ class QwenTokenizer(PreTrainedTokenizer):
             allowed_special = set()
         return [self.decoder[i] for i in self._encode_ids(text, allowed_special, disallowed_special)]
 
+    def encode_plain(self, text: str) -> list[int]:
+        """``encode(text, add_special_tokens=False)`` without transformers' per-call overhead (same ids)."""
+        return self._encode_ids(text)
+
     def _encode_ids(self, text: str, allowed_special="all", disallowed_special=()) -> list[int]:
         text = unicodedata.normalize("NFC", text)
         ids = self.tokenizer.encode(text, allowed_special=allowed_special, disallowed_special=disallowed_special)

@@ -1,12 +1,23 @@
-"""Slow, legacy sentencepiece tokenizer (LLaMA-2, Mistral, Yi, InternLM2).
+"""Sentencepiece tokenizer (LLaMA-2, Mistral, Yi, InternLM2), with the prefix semantics a checkpoint is loaded with.
 
-Semantics of the models' own slow tokenizers with legacy=True: the text is split on added/special tokens
-(longest match first) and every other chunk is encoded with the raw sentencepiece model, `sp.encode(chunk)`,
-which applies the model's own add_dummy_prefix setting. No `▁` is added or stripped here.
+The text is split on added/special tokens (longest match first) and every other chunk is encoded with the
+sentencepiece model. ``prefix_policy`` says where a ``▁`` goes in front of a chunk:
+
+* ``sentencepiece`` (default): the models' own slow tokenizers with legacy=True, ``sp.encode(chunk)``, i.e. the
+  model's add_dummy_prefix setting (Yi and InternLM2: none; LLaMA-2 / Mistral: every chunk);
+* ``every_chunk``: transformers' fast conversion with legacy=True (4.41 ``LlamaConverter``: a ``Prepend('▁')``
+  normalizer, whatever the model's add_dummy_prefix says): ``▁`` before every chunk, spaces as ``▁``;
+* ``first_chunk``: the fast conversion with legacy=False (``Metaspace(prepend_scheme='first')``): ``▁`` only before
+  a chunk at the very start of the text, and not when that chunk already starts with a space.
+
+    >>> yi = load_sentencepiece(folder, prefix_policy='every_chunk')   # ms-swift 2.2.0's Yi-VL tokenizer
+    >>> yi.encode('This is', add_special_tokens=False)                 # doctest: +SKIP
+    [1117, 620]                                                        # '▁This' '▁is' (sentencepiece: 'This')
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +27,7 @@ from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 from .loader import added_tokens_from_config, read_tokenizer_config, token_content
 
 _DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None}
+PREFIX_POLICIES = ("sentencepiece", "every_chunk", "first_chunk")
 
 
 class SentencePieceTokenizer(SentencePieceBackend):
@@ -23,7 +35,11 @@ class SentencePieceTokenizer(SentencePieceBackend):
 
     model_input_names = ["input_ids", "attention_mask"]
 
-    def __init__(self, vocab_file: str, add_bos_token: bool = True, add_eos_token: bool = False, **kwargs):
+    def __init__(self, vocab_file: str, add_bos_token: bool = True, add_eos_token: bool = False,
+                 prefix_policy: str = "sentencepiece", **kwargs):
+        if prefix_policy not in PREFIX_POLICIES:
+            raise ValueError(f"prefix_policy must be one of {PREFIX_POLICIES}, got {prefix_policy!r}")
+        self.prefix_policy = prefix_policy
         kwargs["legacy"] = True
         for key, default in _DEFAULTS.items():
             kwargs.setdefault(key, default)
@@ -38,6 +54,76 @@ class SentencePieceTokenizer(SentencePieceBackend):
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         return self.sp_model.encode(text, out_type=str)
+
+    def tokenize(self, text: str, **kwargs) -> list[str]:
+        if self.prefix_policy == "sentencepiece" or kwargs.get("split_special_tokens"):
+            return super().tokenize(text, **kwargs)
+        return self.convert_ids_to_tokens(self.encode_plain(text))
+
+    def _encode_chunk(self, chunk: str, at_start: bool) -> list[int]:
+        """Ids of one chunk between added tokens under ``prefix_policy``."""
+        if not chunk:
+            return []
+        policy = self.prefix_policy
+        if policy == "sentencepiece":
+            return self.sp_model.encode(chunk)
+        if policy == "every_chunk" or (at_start and not chunk.startswith(" ")):
+            chunk = " " + chunk
+        return self._encode_no_dummy_prefix(chunk)
+
+    def _encode_no_dummy_prefix(self, text: str) -> list[int]:
+        """``sp.encode`` without the model's dummy ``▁`` (its leading space becomes the ``▁``): as transformers'
+        legacy=False slow tokenizer does, encode ``unk + text`` and drop the unk's pieces."""
+        if not self.sp_model.serialized_model_proto() or not self._adds_dummy_prefix():
+            return self.sp_model.encode(text)
+        unk = self.sp_model.id_to_piece(self.sp_model.unk_id())
+        n_unk = len(self.sp_model.encode(unk))
+        return self.sp_model.encode(unk + text)[n_unk:]
+
+    def _adds_dummy_prefix(self) -> bool:
+        if not hasattr(self, "_dummy_prefix"):
+            self._dummy_prefix = self.sp_model.encode("a", out_type=str)[0].startswith("\u2581")
+        return self._dummy_prefix
+
+    def encode_plain(self, text: str) -> list[int]:
+        """``encode(text, add_special_tokens=False)`` without transformers' per-call overhead (same ids): the text
+        is split on the added tokens (longest first) and each other chunk is ``sp.encode``-d to ids. Falls back to
+        ``encode`` when an added token strips whitespace or shadows a sentencepiece piece with another id."""
+        plan = self._plain_plan()
+        if plan is None:
+            if self.prefix_policy != "sentencepiece":
+                raise ValueError(f"prefix_policy {self.prefix_policy!r} needs added tokens that do not strip spaces")
+            return self.encode(text, add_special_tokens=False)
+        pattern, ids = plan
+        if pattern is None:
+            return self._encode_chunk(text, True)
+        out: list[int] = []
+        pos = 0
+        for match in pattern.finditer(text):
+            if match.start() > pos:
+                out += self._encode_chunk(text[pos : match.start()], pos == 0)
+            out.append(ids[match.group()])
+            pos = match.end()
+        if pos < len(text):
+            out += self._encode_chunk(text[pos:], pos == 0)
+        return out
+
+    def _plain_plan(self):
+        key = len(self._added_tokens_decoder)
+        cached = getattr(self, "_plain_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        plan = None
+        tokens = list(self._added_tokens_decoder.items())
+        plain = all(not (t.lstrip or t.rstrip or t.single_word) for _, t in tokens)
+        unk = self.sp_model.unk_id()
+        shadowed = any(self.sp_model.piece_to_id(t.content) not in (unk, i) for i, t in tokens)
+        if plain and not shadowed:
+            ids = {t.content: i for i, t in tokens}
+            names = sorted(ids, key=len, reverse=True)
+            plan = (re.compile("|".join(map(re.escape, names))) if names else None, ids)
+        self._plain_cache = (key, plan)
+        return plan
 
     def _decode(self, token_ids, skip_special_tokens: bool = False, **kwargs) -> str:
         """Runs of model ids go through `sp.decode`; added/special tokens are emitted verbatim."""
@@ -69,7 +155,7 @@ class SentencePieceTokenizer(SentencePieceBackend):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
-def load_sentencepiece(path: Path) -> SentencePieceTokenizer:
+def load_sentencepiece(path: Path, prefix_policy: str = "sentencepiece") -> SentencePieceTokenizer:
     """Build from `path/tokenizer.model` plus tokenizer_config.json / special_tokens_map.json when present."""
     model = path / "tokenizer.model"
     if not model.is_file():
@@ -83,7 +169,7 @@ def load_sentencepiece(path: Path) -> SentencePieceTokenizer:
     for key in ("clean_up_tokenization_spaces", "model_max_length", "padding_side", "chat_template"):
         if key in cfg:
             kwargs[key] = cfg[key]
-    tok = SentencePieceTokenizer(str(model), **kwargs)
+    tok = SentencePieceTokenizer(str(model), prefix_policy=prefix_policy, **kwargs)
     _restore_added_tokens(tok, cfg)
     return tok
 
