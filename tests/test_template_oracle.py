@@ -13,29 +13,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from vlmref.templates.meta import OFFICIAL, SWIFT_2_2_0, get_template_meta
-from vlmref.testing.golden import SCENARIO_NAMES, load_golden_tokenizer, scenario_example
-from vlmref.testing.oracle import ORACLE_TEMPLATES, difference, encode_case, explain, fixture_paths, load_fixture
+from vlmref.testing.golden import SCENARIO_NAMES, scenario_example
+from vlmref.testing.oracle import (
+    ORACLE_TEMPLATES,
+    difference,
+    encode_case,
+    explain,
+    fixture_paths,
+    load_fixture,
+    tokenizer_factory,
+)
 
 FIXTURES = fixture_paths()
 MIN_SAMPLES = 200
 
 
 @functools.cache
-def _tokenizer(template_type: str, root: str, added_tokens: bool, prefix_policy: str | None):
-    meta = get_template_meta(template_type, OFFICIAL)
-    meta = replace(meta, tokenizer_added_tokens=added_tokens, tokenizer_prefix_policy=prefix_policy)
-    return load_golden_tokenizer(template_type, Path(root), meta=meta)
-
-
 def _tokenizer_for(template_type: str, root: Path):
-    """The tokenizer a (possibly partly swift) meta asks for; cached per tokenizer-relevant fields."""
-    return lambda meta: _tokenizer(template_type, str(root), meta.tokenizer_added_tokens, meta.tokenizer_prefix_policy)
+    return tokenizer_factory(template_type, root)
 
 
 @pytest.mark.golden

@@ -264,14 +264,17 @@ def _llava_hf(out: Path, layout_name: str, text_config: dict[str, Any], image_to
     })
 
 
+# the tiny text model both llava-hf layouts share; each sets its family, rope base and special ids
+_LLAVA_HF_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-5, vocab_size=512,
+                      tie_word_embeddings=False, bos_token_id=1)
+
+
 @layout("llava_hf_mistral")
 def llava_hf_mistral(out: Path) -> None:
     # llava-v1.6-mistral-7b-hf structure at tiny size: mistral text model, <image> = first id after the base
     # vocabulary (32000 of 32064 there; 448 of 512 here), bos 1, eos 2; prompt: "<s>[INST] <image>\n... [/INST]"
-    text = dict(model_type="mistral", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-5,
-                rope_theta=1000000.0, sliding_window=None, vocab_size=512, tie_word_embeddings=False,
-                bos_token_id=1, eos_token_id=2)
+    text = dict(_LLAVA_HF_TEXT, model_type="mistral", rope_theta=1000000.0, sliding_window=None, eos_token_id=2)
     prompt = [1, 300, 301, 302, 448, 13, 200, 201, 202, 203, 303, 304, 305]
     _llava_hf(out, "llava_hf_mistral", text, 448, prompt,
               "tiny vocab 512 (base 448 + <image> 448 + <pad> 449, padded to 64 as the conversion does); the prompt "
@@ -282,10 +285,7 @@ def llava_hf_mistral(out: Path) -> None:
 def llava_hf_34b(out: Path) -> None:
     # llava-v1.6-34b-hf structure at tiny size: llama (Yi) text model, eos <|im_end|> 7, pad 0, <image> after the
     # base vocabulary (64000 of 64064 there; 448 of 512 here); prompt "<|im_start|>user\n<image>\n...<|im_end|>..."
-    text = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-5,
-                rope_theta=5000000.0, vocab_size=512, tie_word_embeddings=False, bos_token_id=1, eos_token_id=7,
-                pad_token_id=0)
+    text = dict(_LLAVA_HF_TEXT, model_type="llama", rope_theta=5000000.0, eos_token_id=7, pad_token_id=0)
     prompt = [6, 300, 10, 448, 10, 200, 201, 202, 7, 10, 6, 301, 10]
     _llava_hf(out, "llava_hf_34b", text, 448, prompt,
               "tiny vocab 512; prompt ids follow the llava-yi template's shape (<|im_start|> 6, user, newline, "

@@ -11,20 +11,23 @@ that explain them; vlmref's and ms-swift's encode time for all cases (best of N)
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from vlmref.templates.meta import SWIFT_2_2_0, get_template_meta  # noqa: E402
-from vlmref.testing.golden import load_golden_tokenizer  # noqa: E402
-from vlmref.testing.oracle import fixture_paths, load_fixture, template_report, time_encode  # noqa: E402
+from vlmref.testing.oracle import (  # noqa: E402
+    fixture_paths,
+    load_fixture,
+    template_report,
+    time_encode,
+    tokenizer_factory,
+)
 from vlmref.tokenizers import shared_tokenizers_dir  # noqa: E402
 
 
@@ -49,15 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_fixture(path)
         template_type = data["meta"]["template_type"]
 
-        @functools.cache
-        def tokenizer(added: bool, policy: str | None, template_type: str = template_type):
-            meta = replace(get_template_meta(template_type), tokenizer_added_tokens=added,
-                           tokenizer_prefix_policy=policy)
-            return load_golden_tokenizer(template_type, root, meta=meta)
-
-        def tokenizer_for(meta):
-            return tokenizer(meta.tokenizer_added_tokens, meta.tokenizer_prefix_policy)
-
+        tokenizer_for = tokenizer_factory(template_type, root)
         rep = template_report(data, tokenizer_for)
         seconds = time_encode(data, tokenizer_for(get_template_meta(template_type, SWIFT_2_2_0)), args.rounds)
         swift = swift_times.get(template_type, {}).get("seconds")

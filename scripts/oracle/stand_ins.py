@@ -21,6 +21,13 @@ from upstream import upstream_dir
 
 _LLAMA_COMMON = {"clean_up_tokenization_spaces": False, "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer"}
 
+
+def _special(content: str) -> dict:
+    """An ``added_tokens_decoder`` entry as transformers writes a special, unnormalized added token."""
+    return {"content": content, "special": True, "lstrip": False, "rstrip": False, "normalized": False,
+            "single_word": False}
+
+
 # template -> (shared tokenizer folder, files to take, tokenizer_config.json to write or None to keep the file's)
 CONFIGS: dict[str, tuple[str, tuple[str, ...], dict | None, str]] = {
     "cogvlm": ("llama2", ("tokenizer.model",), {
@@ -37,20 +44,16 @@ CONFIGS: dict[str, tuple[str, tuple[str, ...], dict | None, str]] = {
         **_LLAMA_COMMON, "add_bos_token": True, "add_eos_token": False, "legacy": True,
         "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
         "added_tokens_decoder": {
-            "32000": {"content": "<image>", "special": True, "lstrip": False, "rstrip": False, "normalized": False,
-                      "single_word": False},
-            "32001": {"content": "<pad>", "special": True, "lstrip": False, "rstrip": False, "normalized": False,
-                      "single_word": False},
+            "32000": _special("<image>"),
+            "32001": _special("<pad>"),
         },
     }, "llava-hf/llava-v1.6-mistral-7b-hf tokenizer_config.json"),
     "llava-yi": ("yi", ("tokenizer.model",), {
         **_LLAMA_COMMON, "add_bos_token": False, "add_eos_token": False, "legacy": True,
         "bos_token": "<|startoftext|>", "eos_token": "<|im_end|>", "unk_token": "<unk>", "pad_token": "<pad>",
         "added_tokens_decoder": {
-            "64000": {"content": "<image>", "special": True, "lstrip": False, "rstrip": False, "normalized": False,
-                      "single_word": False},
-            "64001": {"content": "<pad>", "special": True, "lstrip": False, "rstrip": False, "normalized": False,
-                      "single_word": False},
+            "64000": _special("<image>"),
+            "64001": _special("<pad>"),
         },
     }, "llava-hf/llava-v1.6-34b-hf tokenizer_config.json"),
     "llama-llava-next": ("llama3", ("tokenizer.json", "tokenizer_config.json"), None,

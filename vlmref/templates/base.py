@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import SequenceTooLongError, TemplateInputError
@@ -50,7 +50,7 @@ class Rendered:
     segments: list[Segment]
     images: list[Any]
     system: str | None
-    leading_images: list[Any] | None = None  # images the media step takes before ``images`` (swift XComposer2 inline)
+    leading_images: list[Any] = field(default_factory=list)  # before ``images`` (ms-swift XComposer2 inline)
 
     def text(self) -> str:
         """Segments joined; id segments as ``⟦ids⟧`` and image slots as ``⟦image N⟧``."""
@@ -107,6 +107,8 @@ class Template:
         self.truncation_strategy = truncation_strategy
         self.media_root = media_root
         self.media = get_media_step(meta.media)(meta, tokenizer, media_root=media_root, **media_options)
+        self._media_tags = (IMAGE_TAG, *meta.split_tags)
+        self._tag_splitter = re.compile("(" + "|".join(map(re.escape, self._media_tags)) + ")")
 
     # ---- public API -------------------------------------------------------------------------------------------
     @property
@@ -137,7 +139,7 @@ class Template:
             if q or r:
                 self._extend(contexts, elements, query=q, response=r, round0=i)
         segments = self._split_images(contexts, images)
-        return Rendered(segments=_merge(segments), images=images, system=system, leading_images=leading or None)
+        return Rendered(segments=_merge(segments), images=images, system=system, leading_images=leading)
 
     def encode(self, example: dict[str, Any]) -> dict[str, Any]:
         """Encode ``example`` into ``input_ids``, ``labels`` (``None`` for a generation prompt) and family extras.
@@ -160,10 +162,10 @@ class Template:
                 piece = list(seg.value)
             ids += piece
             labels += piece if seg.loss else [-100] * len(piece)
-        images = [*(rendered.leading_images or ()), *rendered.images]
+        images = [*rendered.leading_images, *rendered.images]
         ctx = MediaContext(input_ids=ids, labels=labels, slots=slots, images=images)
         if self.meta.truncate_before_media:  # ms-swift 2.2.0: the text ids are cut, then the model adds images
-            encoded = self.media.expand(self._truncate_ids(ctx, infer))
+            encoded = self.media.expand(self._truncate_ids(ctx))
         else:
             encoded = self._truncate(self.media.expand(ctx))
         out: dict[str, Any] = {"input_ids": encoded.input_ids, "labels": None if infer else encoded.labels}
@@ -283,9 +285,7 @@ class Template:
         if not isinstance(images, (list, tuple)):
             images = [images]  # ms-swift wraps a bare image; unlike ms-swift, the caller's dict is not mutated
         images = list(images)
-        collected = self.media.collect_inline_images(query, history, images)
-        query, history, images = collected[:3]
-        leading = list(collected[3]) if len(collected) > 3 else []
+        query, history, images, leading = self.media.collect_inline_images(query, history, images)
         query, history, images = self._add_default_tags(query, history, images)
         self._check_images(images)
         system = example.get("system")
@@ -392,13 +392,11 @@ class Template:
         """Split text on ``<image>`` (only when the sample has images, as ms-swift does) and insert placeholders."""
         out: list[Segment] = []
         index = 0
-        tags = (IMAGE_TAG, *self.meta.split_tags)
-        splitter = re.compile("(" + "|".join(map(re.escape, tags)) + ")")
         for value, loss, caller in contexts:
-            if not images or not isinstance(value, str) or not any(tag in value for tag in tags):
+            if not images or not isinstance(value, str) or not any(tag in value for tag in self._media_tags):
                 out.append(_segment(value, loss, caller))
                 continue
-            for part in splitter.split(value):
+            for part in self._tag_splitter.split(value):
                 if not part:
                     continue
                 if part != IMAGE_TAG:
@@ -414,7 +412,7 @@ class Template:
                 index += 1
         return out
 
-    def _truncate_ids(self, ctx: MediaContext, infer: bool) -> MediaContext:
+    def _truncate_ids(self, ctx: MediaContext) -> MediaContext:
         """ms-swift 2.2.0's cut (``Template._encode``): ``delete`` refuses a sample over ``max_length`` (swift returns
         ``{}``); otherwise the last ``max_length`` ids are kept, before any image expansion."""
         if self.max_length is None:

@@ -83,7 +83,9 @@ class MediaStep:
         self.options = options
 
     def collect_inline_images(self, query: str, history: list[list[str]], images: list[Any]):
-        return query, history, images
+        """``(query, history, images, leading)``: inline image markup taken out of the user turns; ``leading`` are
+        images the media step puts before ``images`` without an ``<image>`` tag (ms-swift's XComposer2 inline)."""
+        return query, history, images, []
 
     def expand(self, ctx: MediaContext) -> MediaContext:
         return ctx
@@ -151,23 +153,28 @@ class CogVLMMedia(MediaStep):
 _IMG_TAG = re.compile(r"<img>(.+?)</img>")
 
 
+def _take_inline_images(query: str, history: list[list[str]], replacement: str):
+    """ms-swift's ``replace_img_tag``: every ``<img>PATH</img>`` in the user turns becomes ``replacement``."""
+    found: list[str] = []
+
+    def take(text: str) -> str:
+        found.extend(_IMG_TAG.findall(text))
+        return _IMG_TAG.sub(replacement, text)
+
+    history = [[take(q), r] for q, r in history]
+    return take(query), history, found
+
+
 class XComposer2Media(MediaStep):
     """``<img>PATH</img>`` in user text become image slots (ms-swift's regex); ``im_mask`` marks image rows."""
 
     def collect_inline_images(self, query, history, images):
-        found: list[str] = []
-
-        def take(text: str) -> str:
-            found.extend(_IMG_TAG.findall(text))
-            return _IMG_TAG.sub("<image>", text)
-
-        history = [[take(q), r] for q, r in history]
-        query = take(query)
+        query, history, found = _take_inline_images(query, history, "<image>")
         if found and any(images):
             raise TemplateInputError(
                 self.meta.template_type, "images", "inline <img> tags and an images column in one sample are ambiguous; use one"
             )
-        return query, history, found or images
+        return query, history, found or images, []
 
     def counts(self, ctx: MediaContext) -> list[int]:
         if self.meta.media == "xcomposer2_5":
@@ -237,14 +244,8 @@ class SwiftXComposer2Media(MediaStep):
     """
 
     def collect_inline_images(self, query, history, images):
-        found: list[str] = []
-
-        def take(text: str) -> str:
-            found.extend(_IMG_TAG.findall(text))
-            return _IMG_TAG.sub("</s>", text)
-
-        history = [[take(q), r] for q, r in history]
-        return take(query), history, images, found
+        query, history, found = _take_inline_images(query, history, "</s>")
+        return query, history, images, found
 
     def expand(self, ctx: MediaContext) -> MediaContext:
         n = int(self.options.get("image_tokens", 256))

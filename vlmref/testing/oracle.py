@@ -63,6 +63,22 @@ def difference(swift: dict[str, Any], got: dict[str, Any]) -> str | None:
 TokenizerFor = Callable[[TemplateMeta], Any]
 
 
+def tokenizer_factory(template_type: str, root: Path) -> TokenizerFor:
+    """``meta -> tokenizer``: the real tokenizer a (possibly partly swift) meta asks for, from ``root`` (a
+    ../shared/tokenizers-like folder), loaded once per tokenizer-relevant field values."""
+    from .golden import load_golden_tokenizer
+
+    cache: dict[tuple, Any] = {}
+
+    def tokenizer_for(meta: TemplateMeta) -> Any:
+        key = (meta.tokenizer_added_tokens, meta.tokenizer_prefix_policy)
+        if key not in cache:
+            cache[key] = load_golden_tokenizer(template_type, root, meta=meta)
+        return cache[key]
+
+    return tokenizer_for
+
+
 def explain(case: dict[str, Any], template_type: str, tokenizer_for: TokenizerFor) -> tuple[str, ...] | None:
     """Deviation ids that explain how ``official`` differs from swift on ``case``: ``()`` if it does not differ,
     ``None`` if no set of recorded deviations does (an unrecorded difference)."""
