@@ -74,3 +74,8 @@ class DatasetRowError(VlmrefError, ValueError):
         self.reason = reason
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: field {field!r}: expected {expected}; found {found}")
+
+
+class TokenizerNotFoundError(VlmrefError, FileNotFoundError):
+    """A model's tokenizer files are not where they were looked for; the message says where they come from and how
+    to pass them (``tokenizer_id_or_path=`` / ``--tokenizer_id_or_path``)."""

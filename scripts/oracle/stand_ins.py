@@ -22,24 +22,47 @@ from upstream import upstream_dir
 _LLAMA_COMMON = {"clean_up_tokenization_spaces": False, "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer"}
 
 
+def _added(content: str) -> dict:
+    """A special token as tokenizer_config.json files of transformers 4.3x spell it."""
+    return {"__type": "AddedToken", "content": content, "lstrip": False, "normalized": False, "rstrip": False,
+            "single_word": False}
+
+
+# special_tokens_map.json written next to the config (vicuna-7b-v1.5's, 438 B: its pad is <unk>)
+SPECIAL_TOKENS_MAPS: dict[str, dict] = {
+    "cogvlm": {"bos_token": {k: v for k, v in _added("<s>").items() if k != "__type"},
+               "eos_token": {k: v for k, v in _added("</s>").items() if k != "__type"},
+               "pad_token": "<unk>",
+               "unk_token": {k: v for k, v in _added("<unk>").items() if k != "__type"}},
+}
+
+
 def _special(content: str) -> dict:
     """An ``added_tokens_decoder`` entry as transformers writes a special, unnormalized added token."""
     return {"content": content, "special": True, "lstrip": False, "rstrip": False, "normalized": False,
             "single_word": False}
 
 
+# Yi's special pieces that Yi-*-Chat's tokenizer_config.json (../shared/tokenizers/yi) declares as added tokens
+YI_ADDED = {0: "<unk>", 1: "<|startoftext|>", 2: "<|endoftext|>", 6: "<|im_start|>", 7: "<|im_end|>", 8: "<|im_sep|>"}
+
 # template -> (shared tokenizer folder, files to take, tokenizer_config.json to write or None to keep the file's)
 CONFIGS: dict[str, tuple[str, tuple[str, ...], dict | None, str]] = {
+    # vicuna-7b-v1.5 ships no tokenizer.json. Its tokenizer_config.json (749 B) and special_tokens_map.json (438 B)
+    # are rebuilt from their known fields; serialised as transformers writes them (indent 2, AddedToken dicts with
+    # normalized false, trailing newline) they are 749 and 438 bytes, the sizes listed for the repo's files in
+    # PaddleMIX's copy (paddlenlp community models, paddlemix/llava/vicuna-7b-v1.5). legacy true, normalized true
+    # or a pad written into the config would each change those sizes.
     "cogvlm": ("llama2", ("tokenizer.model",), {
         **_LLAMA_COMMON, "add_bos_token": True, "add_eos_token": False, "legacy": False,
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None, "model_max_length": 4096,
-        "padding_side": "right",
-    }, "lmsys/vicuna-7b-v1.5 tokenizer_config.json (AI-ModelScope/vicuna-7b-v1.5, loaded by swift's CogVLM loader)"),
-    "yi-vl": ("yi", ("tokenizer.model",), {
-        **_LLAMA_COMMON, "add_bos_token": False, "add_eos_token": False, "legacy": True,
-        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<unk>", "pad_token": "<unk>",
-        "model_max_length": 4096,
-    }, "01-ai/Yi-VL-6B tokenizer_config.json"),
+        "bos_token": _added("<s>"), "eos_token": _added("</s>"), "unk_token": _added("<unk>"), "pad_token": None,
+        "model_max_length": 4096, "padding_side": "right",
+    }, "lmsys/vicuna-7b-v1.5 tokenizer_config.json + special_tokens_map.json (pad <unk>), as AI-ModelScope/"
+       "vicuna-7b-v1.5 that swift's CogVLM loader reads; rebuilt, byte sizes 749/438 checked"),
+    # Yi-VL-6B ships no tokenizer.json; its added tokens are Yi-Chat's (0, 1, 2 and 6/7/8 <|im_start|>...), so the
+    # real Yi-Chat files (legacy true, pad <unk>) stand for it. Yi-VL-6B's own tokenizer_config.json was not found.
+    "yi-vl": ("yi", ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"), None,
+              "01-ai/Yi-VL-6B: the Yi-*-Chat tokenizer_config.json/special_tokens_map.json of ../shared/tokenizers/yi"),
     "llava-mistral": ("mistral", ("tokenizer.model", "tokenizer.json", "special_tokens_map.json"), {
         **_LLAMA_COMMON, "add_bos_token": True, "add_eos_token": False, "legacy": True,
         "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
@@ -52,10 +75,12 @@ CONFIGS: dict[str, tuple[str, tuple[str, ...], dict | None, str]] = {
         **_LLAMA_COMMON, "add_bos_token": False, "add_eos_token": False, "legacy": True,
         "bos_token": "<|startoftext|>", "eos_token": "<|im_end|>", "unk_token": "<unk>", "pad_token": "<pad>",
         "added_tokens_decoder": {
+            **{str(i): _special(t) for i, t in YI_ADDED.items()},
             "64000": _special("<image>"),
             "64001": _special("<pad>"),
         },
-    }, "llava-hf/llava-v1.6-34b-hf tokenizer_config.json"),
+    }, "llava-hf/llava-v1.6-34b-hf tokenizer_config.json (its tokenizer.json, if any, not found: converted here from "
+       "the Yi sentencepiece model with legacy true; Yi's added tokens 0-2 and 6-8 as in Yi-*-Chat's config)"),
     "llama-llava-next": ("llama3", ("tokenizer.json", "tokenizer_config.json"), None,
                          "lmms-lab/llama3-llava-next-8b (Meta-Llama-3-8B-Instruct tokenizer files)"),
     "llava-qwen-instruct": ("qwen1.5", ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"), None,
@@ -104,6 +129,8 @@ def swift_tokenizer(template_type: str, tok_root: Path):
 
     family, files, config, source = CONFIGS[template_type]
     folder = _folder(template_type, tok_root / family, files, config)
+    if template_type in SPECIAL_TOKENS_MAPS:
+        (folder / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS_MAPS[template_type], indent=2) + "\n")
     tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
     if tok.pad_token is None:  # ms-swift 2.2.0 get_model_tokenizer: pad := eos
         tok.pad_token = tok.eos_token

@@ -28,6 +28,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="AUTO", choices=["AUTO", "bf16", "fp16", "fp32"],
                    help="dtype of the merged weights (AUTO: the training dtype from sft_args.json)")
     p.add_argument("--overwrite", action="store_true", help="redo the merge when <ckpt_dir>-merged already exists")
+    p.add_argument("--tokenizer_id_or_path", default=None,
+                   help="the tokenizer's folder when the base model has none (default: the checkpoint's sft_args.json)")
     p.set_defaults(func=run)
 
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         merge_lora(args.ckpt_dir, merge_device_map=args.merge_device_map, dtype=args.dtype, overwrite=args.overwrite,
-                   log=lambda msg: print(msg, flush=True))
+                   log=lambda msg: print(msg, flush=True), tokenizer_id_or_path=args.tokenizer_id_or_path)
     except (VlmrefError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

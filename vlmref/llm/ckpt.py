@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import VlmrefError
+from ..errors import TokenizerNotFoundError, VlmrefError
 
 SFT_ARGS = "sft_args.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -141,7 +141,8 @@ def checkpoint_kind(ckpt_dir: str | os.PathLike, sft_args: dict[str, Any] | None
     return "full"
 
 
-def load_from_ckpt(ckpt_dir: str | os.PathLike, torch_dtype: Any = None, model_kwargs: dict[str, Any] | None = None):
+def load_from_ckpt(ckpt_dir: str | os.PathLike, torch_dtype: Any = None, model_kwargs: dict[str, Any] | None = None,
+                   tokenizer_id_or_path: str | os.PathLike | None = None):
     """Load a checkpoint folder -> ``(model, tokenizer, sft_args)``.
 
     ``torch_dtype``: ``None`` = the training dtype from ``sft_args.json`` (as ``swift infer`` with ``--dtype AUTO``);
@@ -149,6 +150,7 @@ def load_from_ckpt(ckpt_dir: str | os.PathLike, torch_dtype: Any = None, model_k
     (e.g. ``{'device_map': 'auto'}``). LoRA: the base model (``sft_args['model_id_or_path']``) wrapped in a
     ``peft.PeftModel`` in eval mode, adapter weights in the model's dtype; full: the folder's own model. The
     checkpoint's ``generation_config.json`` (the eos/pad/bos used in training) becomes ``model.generation_config``.
+    ``tokenizer_id_or_path``: the tokenizer's folder when the model has none (default for LoRA: ``sft_args.json``'s).
     """
     from ..models.loader import get_model_tokenizer
 
@@ -157,9 +159,13 @@ def load_from_ckpt(ckpt_dir: str | os.PathLike, torch_dtype: Any = None, model_k
     kind = checkpoint_kind(folder, args)
     dtype = resolve_dtype(torch_dtype if torch_dtype is not None else args.get("dtype"))
     source = args["model_id_or_path"] if kind == "adapter" else folder
+    if tokenizer_id_or_path is None and kind == "adapter":
+        tokenizer_id_or_path = args.get("tokenizer_id_or_path")
     try:
         model, tokenizer = get_model_tokenizer(args["model_type"], dtype, dict(model_kwargs or {}),
-                                               model_id_or_path=source)
+                                               model_id_or_path=source, tokenizer_id_or_path=tokenizer_id_or_path)
+    except TokenizerNotFoundError:
+        raise
     except FileNotFoundError as e:
         what = (f"its base model {source!r} ({SFT_ARGS} model_id_or_path) cannot be loaded" if kind == "adapter"
                 else "the full model in it cannot be loaded")

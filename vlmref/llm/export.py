@@ -74,13 +74,15 @@ def merge_lora(
     dtype: Any = "AUTO",
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    tokenizer_id_or_path: str | os.PathLike | None = None,
 ) -> Path:
     """Merge the LoRA checkpoint ``ckpt_dir`` into its base model; returns the merged folder (see module docstring).
 
     ``merge_device_map``: ``'auto'`` (upstream default: spread over the GPUs, else CPU) or ``'cpu'`` (or a
     device_map dict). ``dtype``: ``'AUTO'`` = the training dtype (``sft_args.json``), or ``bf16``/``fp16``/``fp32``.
     Refuses (``MergeError``/``CheckpointError``, naming the folder) a missing ``ckpt_dir``, a folder without
-    ``sft_args.json``, and a full checkpoint (nothing to merge).
+    ``sft_args.json``, and a full checkpoint (nothing to merge). ``tokenizer_id_or_path``: the tokenizer's folder
+    when the base model has none (default: ``sft_args.json``'s); its files are copied into the merged folder.
     """
     say = log or logger.info
     folder = checkpoint_folder(ckpt_dir).resolve()
@@ -104,7 +106,8 @@ def merge_lora(
         raise ValueError(f"merge_device_map must be one of {MERGE_DEVICE_MAPS} or a dict, got {device_map!r}")
     say(f"merge_device_map: {device_map}; dtype: {dtype_name(export_dtype) if export_dtype else 'config'}")
 
-    model, tokenizer, _ = load_from_ckpt(folder, export_dtype, {"device_map": device_map})
+    model, tokenizer, _ = load_from_ckpt(folder, export_dtype, {"device_map": device_map},
+                                         tokenizer_id_or_path=tokenizer_id_or_path)
     base_dir = Path(tokenizer.model_dir)
     say("Merge LoRA...")
     merged = model.merge_and_unload(safe_merge=True)  # safe_merge: refuse non-finite merged weights
@@ -116,6 +119,7 @@ def merge_lora(
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; the renamed folder should look like any other
         merged.save_pretrained(str(tmp), safe_serialization=True)
         _copy_base_files(base_dir, folder, tmp)
+        _copy_tokenizer_files(Path(getattr(tokenizer, "tokenizer_dir", base_dir)), base_dir, tmp)
         _write_side_weights(args["model_type"], merged, base_dir, tmp)
         new_args = dict(args)
         new_args.update(sft_type="full", dtype=dtype_name(merged.dtype), model_id_or_path=str(out),
@@ -148,6 +152,17 @@ def _copy_base_files(base_dir: Path, ckpt: Path, target: Path) -> None:
                 (target / "configuration.json").write_text(json.dumps(data, indent=4, ensure_ascii=False),
                                                            encoding="utf-8")
             break
+
+
+def _copy_tokenizer_files(tokenizer_dir: Path, base_dir: Path, target: Path) -> None:
+    """A tokenizer loaded from its own folder (``tokenizer_id_or_path``): its files go into the merged folder."""
+    from ..models.tiny import TOKENIZER_FILES
+
+    if tokenizer_dir.resolve() == base_dir.resolve():
+        return
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).is_file():
+            shutil.copyfile(tokenizer_dir / name, target / name)
 
 
 def _write_side_weights(model_type: str, merged: Any, base_dir: Path, target: Path) -> None:

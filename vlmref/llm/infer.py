@@ -7,12 +7,12 @@
     vlmref infer --model_type yi-vl-6b-chat --val_dataset data/val.jsonl --show_dataset_sample -1
 
 Arguments keep ``InferArguments``' names and defaults (argument.py L1049-1288). With ``--ckpt_dir`` the checkpoint's
-``sft_args.json`` supplies model_type, sft_type, template_type, system (unless given), model_id_or_path and dtype
-(when AUTO); ``--load_dataset_config true`` adds dataset, val_dataset, dataset_seed, **dataset_test_ratio**,
-check_dataset_strategy, max_length, truncation_strategy and val_dataset_sample (each only when not given on the
-command line), so the evaluated validation rows are the ones training held out. ms-swift 2.2.0 never restores
-dataset_test_ratio (its 0.01 default wins) nor max_length/truncation_strategy, and it overrides a given
-dataset_seed; vlmref restores the split exactly and lets the command line win.
+``sft_args.json`` supplies model_type, sft_type, template_type, template_profile and system (unless given),
+model_id_or_path and dtype (when AUTO); ``--load_dataset_config true`` adds dataset, val_dataset, dataset_seed,
+**dataset_test_ratio**, check_dataset_strategy, max_length, truncation_strategy and val_dataset_sample (each only
+when not given on the command line), so the evaluated validation rows are the ones training held out. ms-swift
+2.2.0 never restores dataset_test_ratio (its 0.01 default wins) nor max_length/truncation_strategy, and it overrides
+a given dataset_seed; vlmref restores the split exactly and lets the command line win.
 
 Interactive mode (``eval_human``, the default without a dataset) reads ``<<< `` lines (see ``run_interactive``) and
 appends every turn to ``<ckpt_dir or model dir>/infer_result/<YYYYMMDD-HHMMSS>.jsonl``. Dataset mode writes one line
@@ -84,8 +84,13 @@ class InferArguments:
 
     model_type: str | None = field(default=None, metadata=_help("model type (seed name or ms-swift alias)"))
     model_id_or_path: str | None = field(default=None, metadata=_help("local model folder or hub id"))
+    tokenizer_id_or_path: str | None = field(
+        default=None, metadata=_help("the tokenizer's folder or hub id when the model folder has none (CogVLM)"))
     sft_type: str = field(default="lora", metadata=_help("restored from sft_args.json; 'full' without --ckpt_dir"))
     template_type: str = field(default="AUTO", metadata=_help("AUTO: the model type's template"))
+    template_profile: str | None = field(default=None, metadata=_help(
+        "official (default) or swift-2.2.0 (ms-swift 2.2.0's ids, image markers expanded model-side); restored from "
+        "sft_args.json with --ckpt_dir"))
     infer_backend: str = field(default="AUTO", metadata=_help("AUTO or pt (vllm is not available in vlmref)"))
     ckpt_dir: str | None = field(default=None, metadata=_help("a .../vx-xxx/checkpoint-xxx folder"))
     load_args_from_ckpt_dir: bool = field(default=True, metadata=_help("read the checkpoint's sft_args.json"))
@@ -124,6 +129,7 @@ class InferArguments:
     def __post_init__(self) -> None:
         from ..models.registry import MODELS
         from ..templates import TEMPLATES
+        from ..templates.meta import DEFAULT_PROFILE, template_profile_error
 
         self.dataset = _as_list(self.dataset)
         self.val_dataset = _as_list(self.val_dataset)
@@ -155,6 +161,10 @@ class InferArguments:
         if self.template_type == "AUTO":
             self.template_type = MODELS.get(self.model_type).template
         self.infer_media_type = TEMPLATES.get(self.template_type).infer_media_type
+        self.template_profile = self.template_profile or DEFAULT_PROFILE
+        problem = template_profile_error(self.template_type, self.template_profile, bool(self.max_length_counts_images))
+        if problem:
+            raise ValueError(problem)
         if self.infer_backend == "AUTO":
             self.infer_backend = "pt"
         if self.infer_backend != "pt":
@@ -195,8 +205,12 @@ class InferArguments:
             self.template_type = sft["template_type"]
         if self.system is None:
             self.system = sft.get("system")
+        if self.template_profile is None:
+            self.template_profile = sft.get("template_profile")
         if self.model_id_or_path is None:
             self.model_id_or_path = sft.get("model_id_or_path")
+        if self.tokenizer_id_or_path is None:
+            self.tokenizer_id_or_path = sft.get("tokenizer_id_or_path")
         if self.dtype == "AUTO" and sft.get("dtype") in _DTYPES:
             self.dtype = sft["dtype"]
         if not self.load_dataset_config:
@@ -254,9 +268,8 @@ def prepare_model_template(args: InferArguments):
     import torch
 
     from ..models.loader import get_model_tokenizer
-    from ..models.registry import MODELS
     from ..templates import get_template
-    from .inference import get_generation_config
+    from .inference import get_generation_config, profile_tokenizer, template_kwargs_for
 
     torch_dtype = args.torch_dtype()
     model_kwargs: dict[str, Any] = {}
@@ -265,22 +278,26 @@ def prepare_model_template(args: InferArguments):
     if args.ckpt_dir is not None:
         from .ckpt import load_from_ckpt
 
-        model, tokenizer, sft_args = load_from_ckpt(args.ckpt_dir, torch_dtype=torch_dtype, model_kwargs=model_kwargs)
+        model, tokenizer, sft_args = load_from_ckpt(args.ckpt_dir, torch_dtype=torch_dtype, model_kwargs=model_kwargs,
+                                                    tokenizer_id_or_path=args.tokenizer_id_or_path)
         args.sft_args = sft_args or args.sft_args
     else:
         model, tokenizer = get_model_tokenizer(args.model_type, torch_dtype, model_kwargs,
-                                               model_id_or_path=args.model_id_or_path)
+                                               model_id_or_path=args.model_id_or_path,
+                                               tokenizer_id_or_path=args.tokenizer_id_or_path)
     model.requires_grad_(False)
     model.eval()
     generation_config = get_generation_config(
         tokenizer, max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, num_beams=args.num_beams)
+    tokenizer = profile_tokenizer(tokenizer, args.template_type, args.template_profile)
     template = get_template(args.template_type, tokenizer, default_system=args.system, max_length=args.max_length,
                             truncation_strategy=args.truncation_strategy,
                             max_length_counts_images=bool(args.max_length_counts_images),
-                            **MODELS.get(args.model_type).media_options)
+                            profile=args.template_profile, **template_kwargs_for(args.model_type, model))
     args.system = template.default_system
-    logger.info(f"model_type: {args.model_type}, template_type: {args.template_type}, system: {args.system!r}")
+    logger.info(f"model_type: {args.model_type}, template_type: {args.template_type}, "
+                f"template_profile: {args.template_profile}, system: {args.system!r}")
     logger.info(f"generation_config: {generation_config.to_diff_dict()}")
     return model, template, generation_config
 

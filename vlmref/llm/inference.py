@@ -181,6 +181,46 @@ class _Prepared:
         return kwargs
 
 
+def template_kwargs_for(model_type: str, model: Any = None) -> dict[str, Any]:
+    """``get_template`` keyword arguments that fit a template to a loaded model: the model type's ``media_options``
+    and model-side media, i.e. image markers a profile leaves for the model (swift-2.2.0 llava, yi-vl) expanded the
+    official way, filled with the model config's ``image_token_index`` when it has one::
+
+        template = get_template('llava-qwen-instruct', tokenizer, profile='swift-2.2.0',
+                                **template_kwargs_for('llava-next-72b', model))
+        # -200 + '\n' per image -> 2340 x 151646 + '\n' (640x480), as the model's embed_inputs expects
+    """
+    from ..models.registry import MODELS
+
+    image_id = getattr(getattr(model, "config", None), "image_token_index", None)
+    options = {} if image_id is None else {"image_token_id": int(image_id)}
+    return {**MODELS.get(model_type).media_options, "model_side_media": True, "model_media_options": options}
+
+
+def profile_tokenizer(tokenizer: Any, template_type: str, profile: str) -> Any:
+    """``tokenizer`` with the prefix semantics ``profile`` encodes ``template_type`` with: under ``swift-2.2.0`` the
+    Yi and vicuna sentencepiece tokenizers as ms-swift 2.2.0's ``AutoTokenizer`` made them (fast conversions: a '▁'
+    before every segment for Yi, legacy=false for CogVLM's vicuna); a shallow copy, the caller's object unchanged::
+
+        tok = profile_tokenizer(yi_tokenizer, 'yi-vl', 'swift-2.2.0')
+        tok.encode('This is', add_special_tokens=False)   # [1117, 620] '▁This' '▁is' (official: 'This' 3355)
+    """
+    import logging
+
+    from ..templates.meta import get_template_meta
+
+    policy = get_template_meta(template_type, profile).tokenizer_prefix_policy
+    if policy is None or getattr(tokenizer, "prefix_policy", policy) == policy:
+        return tokenizer
+    if not hasattr(tokenizer, "prefix_policy"):
+        logging.getLogger("vlmref").warning(f"template profile {profile}: {type(tokenizer).__name__} keeps its own prefix semantics "
+                       f"(ms-swift 2.2.0 used {policy!r}); ids may differ from ms-swift's at segment starts")
+        return tokenizer
+    fitted = copy.copy(tokenizer)
+    fitted.prefix_policy = policy
+    return fitted
+
+
 def _collator_name(model: Any, template: Any) -> str:
     from ..models.registry import MODELS
 

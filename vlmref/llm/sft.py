@@ -497,7 +497,8 @@ class SftRun:
         self.log(f"model_kwargs: {kwargs}, dtype: {args.dtype}")
         full_resume = (args.resume_from_checkpoint and args.sft_type == "full" and args.deepspeed is None)
         model, tokenizer = get_model_tokenizer(args.model_type, args.torch_dtype, kwargs, load_model=not full_resume,
-                                               model_id_or_path=args.model_id_or_path)
+                                               model_id_or_path=args.model_id_or_path,
+                                               tokenizer_id_or_path=args.tokenizer_id_or_path)
         if full_resume:  # a full checkpoint folder is a complete model
             model = load_pretrained_model(args.model_type, args.resume_from_checkpoint, args.torch_dtype, **kwargs)
             self.log(f"loaded the full model weights from {args.resume_from_checkpoint}")
@@ -546,12 +547,14 @@ class SftRun:
         from ..datasets.loader import load_dataset
         from ..datasets.rules import RowChecker
         from ..templates import get_template
+        from .inference import profile_tokenizer, template_kwargs_for
 
         args = self.args
+        self.tokenizer = profile_tokenizer(self.tokenizer, args.template_type, args.template_profile)
         self.template = get_template(args.template_type, self.tokenizer, default_system=args.system,
                                      max_length=args.max_length, truncation_strategy=args.truncation_strategy,
                                      max_length_counts_images=args.max_length_counts_images,
-                                     **self.meta.media_options)
+                                     profile=args.template_profile, **template_kwargs_for(args.model_type, self.model))
         common = {"check_dataset_strategy": args.check_dataset_strategy, "dataset_seed": args.dataset_seed,
                   "template": self.template}
         loaded = load_dataset(args.dataset, args.model_type, dataset_test_ratio=args.dataset_test_ratio, **common)

@@ -16,6 +16,8 @@ resolved by ``resolve`` the way ms-swift's ``__post_init__`` does:
 * ``dtype`` AUTO -> fp32 on CPU (fp16 refused there); on a GPU bf16 when supported, else fp16; fp16 with
   ``--sft_type full`` -> fp32 (warning), as ms-swift.
 * ``--deepspeed default-zero2|default-zero3|zero3-offload|PATH.json`` -> the config dict (``vlmref/llm/ds_config``).
+* ``--template_profile official|swift-2.2.0`` (vlmref): ms-swift 2.2.0's exact ids with the second, markers it left
+  for the model expanded model-side (``vlmref.templates.media.ModelSideMedia``); refused for a template it lacks.
 * ``--lora_target_modules``: a comma-separated single value is split; ``AUTO`` -> ``DEFAULT``. ``DEFAULT``/``ALL``
   are expanded against the loaded model in ``sft`` (``resolve_lora_target_modules``).
 
@@ -79,8 +81,11 @@ class SftArguments:
     # model
     model_type: str | None = None
     model_id_or_path: str | None = None
+    tokenizer_id_or_path: str | None = None  # vlmref: the tokenizer's folder/hub id when the model has none (CogVLM)
     sft_type: str = "lora"  # lora | full (ms-swift's other tuners are refused in resolve() with a message)
     template_type: str = "AUTO"
+    # vlmref: official | swift-2.2.0 (ms-swift 2.2.0's exact ids; markers it left for the model expanded model-side)
+    template_profile: str = "official"
     output_dir: str = "output"
     add_output_dir_suffix: bool | None = None
     ddp_backend: Literal["nccl", "gloo", "mpi", "ccl", "hccl"] | None = None
@@ -150,6 +155,7 @@ class SftArguments:
                 bf16_supported: bool | None = None, log: Any = print) -> SftArguments:
         """Fill every AUTO/None value as ms-swift's ``__post_init__`` does (see module docstring). Idempotent."""
         from ..models.registry import MODELS
+        from ..templates.meta import template_profile_error
 
         if getattr(self, "_resolved", False):
             return self
@@ -174,6 +180,9 @@ class SftArguments:
             self.truncation_strategy = "delete"
         if self.template_type in ("AUTO", None):
             self.template_type = meta.template
+        problem = template_profile_error(self.template_type, self.template_profile, self.max_length_counts_images)
+        if problem:
+            raise SftArgumentError(problem)
         self.lora_target_modules = normalize_lora_target_modules(self.lora_target_modules)
         if self.optim != "adamw_torch":
             raise SftArgumentError(f"--optim {self.optim!r}: vlmref implements adamw_torch only")

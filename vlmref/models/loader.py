@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import TokenizerNotFoundError
 from ..tokenizers import load_tokenizer, shared_tokenizers_dir
 from .registry import MODELS, ModelMeta
+from .side_weights import LoadReport, logger
 
 _TOKENIZER_FILES = {
     "sentencepiece": ("tokenizer.model",),
@@ -22,7 +24,7 @@ _TOKENIZER_FILES = {
 }
 
 
-def _tokenizer_kind(meta: ModelMeta, folder: Path) -> str:
+def _tokenizer_kind(meta: ModelMeta, folder: Path, given: bool = False) -> str:
     """The registry's loader kind; a folder that only has the other common format is accepted too."""
     kind = meta.tokenizer.kind
     if any((folder / f).is_file() for f in _TOKENIZER_FILES[kind]):
@@ -31,7 +33,28 @@ def _tokenizer_kind(meta: ModelMeta, folder: Path) -> str:
         if alt != kind and kind in ("tokenizer_json", "sentencepiece") and (folder / _TOKENIZER_FILES[alt][0]).is_file():
             return alt
     expected = " or ".join(_TOKENIZER_FILES[kind])
-    raise FileNotFoundError(f"{meta.model_type}: no {expected} in {folder}")
+    source = meta.tokenizer.source
+    if given:
+        raise TokenizerNotFoundError(f"{meta.model_type}: tokenizer_id_or_path {str(folder)!r} has no {expected}")
+    if source is not None:
+        raise TokenizerNotFoundError(
+            f"{meta.model_type}: no {expected} in {folder}; this model's tokenizer is not part of its checkpoint but "
+            f"comes from {source.hf_id} (ModelScope {source.ms_id}, as ms-swift loads it): pass "
+            f"tokenizer_id_or_path=DIR (CLI: --tokenizer_id_or_path DIR) with a download of it")
+    raise TokenizerNotFoundError(f"{meta.model_type}: no {expected} in {folder}; pass tokenizer_id_or_path=DIR "
+                                 "(CLI: --tokenizer_id_or_path DIR) with the model's tokenizer files")
+
+
+def resolve_tokenizer_dir(model_type: str, tokenizer_id_or_path: str | os.PathLike) -> Path:
+    """A local folder for ``tokenizer_id_or_path``: the folder itself, or a hub snapshot of that id."""
+    path = Path(tokenizer_id_or_path)
+    if path.is_dir():
+        return path
+    if path.is_absolute() or str(tokenizer_id_or_path).startswith(".") or path.exists():
+        raise TokenizerNotFoundError(f"{model_type}: tokenizer_id_or_path {str(tokenizer_id_or_path)!r} is not a "
+                                     "local folder")
+    use_hf = os.environ.get("USE_HF", "").lower() in ("1", "true", "yes")
+    return Path(_snapshot_download(str(tokenizer_id_or_path), use_hf, model_type))
 
 
 def get_model_tokenizer(
@@ -41,6 +64,7 @@ def get_model_tokenizer(
     load_model: bool = True,
     *,
     model_id_or_path: str | os.PathLike | None = None,
+    tokenizer_id_or_path: str | os.PathLike | None = None,
     **kwargs: Any,
 ) -> tuple[Any, Any]:
     """Return ``(model, tokenizer)`` for ``model_type`` (a seed name or an ms-swift 2.2.0 alias).
@@ -51,14 +75,19 @@ def get_model_tokenizer(
     ``model_kwargs`` go to ``from_pretrained`` (e.g. ``{'device_map': 'auto'}``, ``{'low_cpu_mem_usage': True}``).
     With ``load_model=False`` the model is ``None``. The tokenizer gets the special tokens the model adds (e.g.
     llava-hf's ``<image>``), ms-swift's eos overrides, and pad := eos when it has none.
+    ``tokenizer_id_or_path``: a folder (or hub id) with the tokenizer when the model folder has none, e.g.
+    CogVLM's, which lives in vicuna-7b-v1.5 (the registry's ``TokenizerSpec.source``).
     """
     meta = MODELS.get(model_type)
     folder = resolve_model_dir(meta.model_type, model_id_or_path)
-    kind = _tokenizer_kind(meta, folder)
+    given = tokenizer_id_or_path is not None
+    tok_folder = resolve_tokenizer_dir(meta.model_type, tokenizer_id_or_path) if given else folder
+    kind = _tokenizer_kind(meta, tok_folder, given=given)
     policy = meta.tokenizer.prefix_policy if kind == "sentencepiece" else None
-    tokenizer = load_tokenizer(kind, folder, special=meta.tokenizer.special(), prefix_policy=policy)
+    tokenizer = load_tokenizer(kind, tok_folder, special=meta.tokenizer.special(), prefix_policy=policy)
     tokenizer.model_type = meta.model_type
     tokenizer.model_dir = str(folder)
+    tokenizer.tokenizer_dir = str(tok_folder)
     if not load_model:
         return None, tokenizer
     return load_pretrained_model(meta.model_type, folder, torch_dtype=torch_dtype, **(model_kwargs or {})), tokenizer
@@ -82,13 +111,29 @@ def load_pretrained_model(model_type: str, folder: str | os.PathLike, torch_dtyp
     model_kwargs.pop("trust_remote_code", None)  # never: vlmref implements the architecture itself
     if spec.key_mapping:
         model_kwargs.setdefault("key_mapping", dict(spec.key_mapping))
-    model = spec.model_class.from_pretrained(str(folder), config=config, dtype=torch_dtype, **model_kwargs)
+    model_kwargs.pop("output_loading_info", None)  # the report is model.load_report
+    model, info = spec.model_class.from_pretrained(str(folder), config=config, dtype=torch_dtype,
+                                                   output_loading_info=True, **model_kwargs)
+    if getattr(model, "load_report", None) is None:
+        model.load_report = LoadReport(folder=str(folder), missing_keys=sorted(info.get("missing_keys", ())),
+                                       unexpected_keys=sorted(info.get("unexpected_keys", ())),
+                                       mismatched_keys=sorted(info.get("mismatched_keys", ())))
+    _log_load_report(model_type, model.load_report)
     if spec.after_load is not None:
         spec.after_load(model, folder)
     model.model_type = model_type
     model.model_dir = str(folder)
     model.eval()
     return model
+
+
+def _log_load_report(model_type: str, report: LoadReport) -> None:
+    really = [k for k in report.missing_keys if k not in set(report.zero_initialised)]
+    if really:
+        logger.warning("%s: %d weights are in no file of %s and were randomly initialised: %s", model_type,
+                       len(really), report.folder, ", ".join(really[:8]) + (" ..." if len(really) > 8 else ""))
+    for path, keys in report.side_loaded.items():
+        logger.info("%s: %d weights loaded from %s", model_type, len(keys), path)
 
 
 def _config_dtype(config: Any):

@@ -38,6 +38,14 @@ class DatasetRules:
 
 
 @dataclass(frozen=True)
+class TokenizerSource:
+    """Where a tokenizer kept outside the model's checkpoint comes from (hub ids)."""
+
+    hf_id: str
+    ms_id: str
+
+
+@dataclass(frozen=True)
 class TokenizerSpec:
     """How to build the model's tokenizer: loader kind, the family folder of ../shared/tokenizers, overrides."""
 
@@ -48,6 +56,7 @@ class TokenizerSpec:
     pad: str | None = None
     add_tokens: tuple[str, ...] = ()
     prefix_policy: str | None = None  # sentencepiece kinds: vlmref.tokenizers.sentencepiece.PREFIX_POLICIES
+    source: TokenizerSource | None = None  # set when the model repo has no tokenizer (CogVLM: vicuna-7b-v1.5)
 
     def special(self) -> dict[str, Any]:
         return {"bos": self.bos, "eos": self.eos, "pad": self.pad, "add_tokens": list(self.add_tokens)}
@@ -118,7 +127,8 @@ _register(ModelMeta(
     template="cogvlm",
     lora_target_modules=("vision_expert_query_key_value", "vision_expert_dense",
                          "language_expert_query_key_value", "language_expert_dense"),
-    tokenizer=TokenizerSpec("sentencepiece", "llama2", pad="<unk>"),
+    tokenizer=TokenizerSpec("sentencepiece", "llama2", pad="<unk>",
+                            source=TokenizerSource("lmsys/vicuna-7b-v1.5", "AI-ModelScope/vicuna-7b-v1.5")),
     rules=DatasetRules(min_images=1, max_images=1, multi_turn=True,
                        note="exactly one image per conversation, in any turn; it is placed after BOS"),
     architecture="cogvlm",
@@ -233,7 +243,8 @@ _register(ModelMeta(
     hf_model_id="llava-hf/llava-v1.6-34b-hf",
     template="llava-yi",
     lora_target_modules=_LLAMA_QKV,
-    tokenizer=TokenizerSpec("sentencepiece", "yi", eos="<|im_end|>", pad="<unk>", add_tokens=("<image>",)),
+    # llava-hf/llava-v1.6-34b-hf: <image> 64000 and <pad> 64001 are added tokens, its pad_token is <pad>
+    tokenizer=TokenizerSpec("sentencepiece", "yi", eos="<|im_end|>", pad="<pad>", add_tokens=("<image>", "<pad>")),
     rules=_LLAVA_RULES,
     architecture="llava_next",
     upstream_requires=("transformers>=4.39",),

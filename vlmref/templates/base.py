@@ -11,19 +11,19 @@ Everything here is pure Python: the tokenizer is any object with ``encode(text, 
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import SequenceTooLongError, TemplateInputError
-from .media import MediaContext, get_media_step
+from .media import MediaContext, ModelSideMedia, get_media_step
 from .meta import DEFAULT_PROFILE, Element, ImageSlot, TemplateMeta, get_template_meta, template_markers
 
 IMAGE_TAG = "<image>"
 _PLACEHOLDERS = ("{{SYSTEM}}", "{{QUERY}}", "{{ROUND0}}", "{{ROUND1}}")
 _PLACEHOLDER_RE = re.compile(r"(\{\{SYSTEM\}\}|\{\{QUERY\}\})")
+_PLACEHOLDER_SPLITS: dict[str, tuple[str, ...]] = {}  # template element -> _PLACEHOLDER_RE.split of it (constants)
 TruncationStrategy = Literal["delete", "truncation_left"]
 _SEGMENT_CACHE = 4096  # distinct segment texts kept per template (the constant ones recur in every sample)
 
@@ -74,6 +74,15 @@ class Template:
 
     >>> tpl.encode({'query': 'Describe this image.', 'response': 'A cat.', 'images': ['cat.png']})  # doctest: +SKIP
     {'input_ids': [...], 'labels': [-100, ..., 330, 5255, 28723, 2], 'image_spans': [[4, 2144]], ...}
+
+    ``model_side_media=True`` (``sft`` and ``infer`` pass it) makes a profile whose ids leave one marker per image for
+    the model (``meta.model_media``: swift-2.2.0 llava and yi-vl) give the ids vlmref's models run: each marker is
+    expanded after the swift encode and its cut by the official media step (see ``media.ModelSideMedia``), which
+    gets ``media_options`` updated with ``model_media_options`` (``image_token_id``: the model config's image id).
+    Other templates and profiles ignore it; without it the swift ids stay ms-swift's exact ones::
+
+        swift-2.2.0                          1 733 16289 28793 28705 32000 28705 13 22836 ...
+        swift-2.2.0, model_side_media=True   1 733 16289 28793 28705 [32000 * 2340] 28705 13 22836 ...
     """
 
     def __init__(
@@ -85,6 +94,8 @@ class Template:
         truncation_strategy: TruncationStrategy = "delete",
         media_root: str | None = None,
         max_length_counts_images: bool = True,
+        model_side_media: bool = False,
+        model_media_options: dict[str, Any] | None = None,
         **media_options: Any,
     ) -> None:
         if truncation_strategy == "ignore":  # ms-swift alias
@@ -107,6 +118,10 @@ class Template:
         self.truncation_strategy = truncation_strategy
         self.media_root = media_root
         self.media = get_media_step(meta.media)(meta, tokenizer, media_root=media_root, **media_options)
+        self.model_media = None  # the step that expands the markers a swift-2.2.0 encode leaves for the model
+        if model_side_media and meta.model_media is not None:
+            options = {**media_options, **(model_media_options or {})}
+            self.model_media = ModelSideMedia(meta, tokenizer, media_root=media_root, **options)
         self._media_tags = (IMAGE_TAG, *meta.split_tags)
         self._tag_splitter = re.compile("(" + "|".join(map(re.escape, self._media_tags)) + ")")
 
@@ -168,6 +183,8 @@ class Template:
             encoded = self.media.expand(self._truncate_ids(ctx))
         else:
             encoded = self._truncate(self.media.expand(ctx))
+        if self.model_media is not None:  # after the cut, as the model expanded them in ms-swift 2.2.0
+            encoded = self.model_media.expand(encoded)
         out: dict[str, Any] = {"input_ids": encoded.input_ids, "labels": None if infer else encoded.labels}
         out["image_spans"] = [list(s) for s in encoded.spans]
         out["images"] = encoded.images
@@ -274,7 +291,7 @@ class Template:
         response = example.get("response")
         if response is not None and not isinstance(response, str):
             raise TemplateInputError(t, "response", f"expected a string or None, got {type(response).__name__}", "wrong_type")
-        history = copy.deepcopy(example.get("history") or [])
+        history = example.get("history") or []
         for i, turn in enumerate(history):
             if not isinstance(turn, (list, tuple)) or len(turn) != 2 or not all(isinstance(x, str) for x in turn):
                 raise TemplateInputError(t, "history", f"turn {i} must be a [query, response] pair of strings", "wrong_type")
@@ -371,8 +388,15 @@ class Template:
                 continue
             if round0 is not None:
                 element = element.replace("{{ROUND0}}", str(round0)).replace("{{ROUND1}}", str(round0 + 1))
+            pieces = _PLACEHOLDER_SPLITS.get(element)
+            if pieces is None:
+                pieces = _PLACEHOLDER_SPLITS.setdefault(element, tuple(_PLACEHOLDER_RE.split(element)))
+            if len(pieces) == 1:  # no {{SYSTEM}} / {{QUERY}}: constant text
+                if element:
+                    out.append((element, element in self.meta.suffix, False))
+                continue
             values = {"{{SYSTEM}}": system, "{{QUERY}}": query}
-            parts = [(values[p], True) if values.get(p) is not None else (p, False) for p in _PLACEHOLDER_RE.split(element)]
+            parts = [(values[p], True) if values.get(p) is not None else (p, False) for p in pieces]
             loss = "".join(p for p, _ in parts) in self.meta.suffix
             out.extend((p, loss, caller) for p, caller in parts if p)
 
@@ -389,10 +413,15 @@ class Template:
         return tuple(ids)
 
     def _split_images(self, contexts: list, images: list[Any]) -> list[Segment]:
-        """Split text on ``<image>`` (only when the sample has images, as ms-swift does) and insert placeholders."""
+        """Split text on ``<image>`` (only when the sample has images, as ms-swift does) and insert placeholders.
+
+        With images, empty text is dropped here, an empty response included, as ms-swift's ``split_special_tokens``
+        does: the unsupervised text on both sides of an empty reply then merges into one segment."""
         out: list[Segment] = []
         index = 0
         for value, loss, caller in contexts:
+            if images and value == "":
+                continue
             if not images or not isinstance(value, str) or not any(tag in value for tag in self._media_tags):
                 out.append(_segment(value, loss, caller))
                 continue
@@ -472,15 +501,26 @@ def _segment(value: Any, loss: bool, caller: bool) -> Segment:
 def _merge(segments: list[Segment]) -> list[Segment]:
     """Concatenate runs of unsupervised text (ms-swift ``_simplify_context_list``); drop empty text."""
     out: list[Segment] = []
+    texts: list[str] = []
+    ranges: list[tuple[int, int]] = []
+    size = 0
     for seg in segments:
-        if isinstance(seg.value, str) and not seg.loss and out and isinstance(out[-1].value, str) and not out[-1].loss:
-            prev = out[-1]
-            shift = len(prev.value)
-            ranges = prev.protected + tuple((a + shift, b + shift) for a, b in seg.protected)
-            out[-1] = Segment(prev.value + seg.value, False, ranges)
-        else:
-            out.append(seg)
-    return [s for s in out if not (isinstance(s.value, str) and s.value == "" and not s.loss)]
+        value = seg.value
+        if value.__class__ is str and not seg.loss:
+            if seg.protected:
+                ranges.extend((a + size, b + size) for a, b in seg.protected)
+            texts.append(value)
+            size += len(value)
+            continue
+        if size:
+            out.append(Segment("".join(texts), False, tuple(ranges)))
+        texts.clear()
+        ranges.clear()
+        size = 0
+        out.append(seg)
+    if size:
+        out.append(Segment("".join(texts), False, tuple(ranges)))
+    return out
 
 
 def get_template(

@@ -10,13 +10,14 @@ fills them, and adds the family's extras::
     llava_next   anyres count x the tokenizer's <image> id at each slot, image_sizes (h, w) per image
 
 The ``swift-2.2.0`` profile has two steps of its own (``swift_cogvlm``, ``swift_xcomposer2``) that redo what
-ms-swift 2.2.0's ``CogTemplate.encode`` and ``InternLMXComposer2.encode`` do to the (already cut) ids.
+ms-swift 2.2.0's ``CogTemplate.encode`` and ``InternLMXComposer2.encode`` do to the (already cut) ids. Its llava and
+yi-vl templates leave one marker per image for the model; ``ModelSideMedia`` expands those for vlmref's models.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ImageLoadError, TemplateInputError
@@ -71,6 +72,14 @@ def image_hw(image: Any, media_root: str | None, template_type: str) -> tuple[in
         return image_size(image, base_dir=media_root)
     except ImageLoadError as err:
         raise TemplateInputError(template_type, "images", str(err)) from err
+
+
+def token_id_of(tokenizer: Any, token: str, template_type: str) -> int:
+    """The tokenizer's id of ``token``; a named error when it has none (``None`` or the unknown id)."""
+    token_id = tokenizer.convert_tokens_to_ids(token) if tokenizer is not None else None
+    if token_id is None or token_id == getattr(tokenizer, "unk_token_id", None):
+        raise TemplateInputError(template_type, "tokenizer", f"tokenizer has no {token} token")
+    return int(token_id)
 
 
 class MediaStep:
@@ -204,9 +213,9 @@ class LlavaNextMedia(MediaStep):
     """Each slot becomes the anyres count of ``<image>`` ids, as transformers' LlavaNext expects."""
 
     def expand(self, ctx: MediaContext) -> MediaContext:
-        image_id = self.tokenizer.convert_tokens_to_ids("<image>")
-        if image_id is None or image_id == getattr(self.tokenizer, "unk_token_id", None):
-            raise TemplateInputError(self.meta.template_type, "tokenizer", "tokenizer has no <image> token")
+        image_id = self.options.get("image_token_id")  # the model config's image_token_index, when the caller has it
+        if image_id is None:
+            image_id = token_id_of(self.tokenizer, "<image>", self.meta.template_type)
         pinpoints = self.options.get("image_grid_pinpoints", LLAVA_NEXT_GRID_PINPOINTS)
         sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type) for _, i in ctx.slots]
         counts = [llava_next_image_tokens(h, w, pinpoints=pinpoints) for h, w in sizes]
@@ -294,3 +303,54 @@ def get_media_step(name: str) -> type[MediaStep]:
         return _STEPS[name]
     except KeyError:
         raise KeyError(f"unknown media step {name!r}; known: {sorted(_STEPS)}") from None
+
+
+class ModelSideMedia:
+    """Does to ms-swift 2.2.0's image markers what its upstream models did inside ``forward``, on the ids.
+
+    Under ``swift-2.2.0`` the llava and yi-vl templates leave ONE marker per image in ``input_ids``: llava-hf the
+    ``<image>`` id of ``'<image>\\n'``, lmms-lab and Yi-VL a -200 before ``'\\n'`` (``TemplateMeta.model_media_marker``).
+    vlmref's models take ids already expanded, so ``Template(model_side_media=True)`` (what ``sft`` and ``infer``
+    pass; fixture comparison and ``render`` do not) runs this after the swift encode and its cut: each marker is
+    removed, an image slot takes its place, and the meta's ``model_media`` step, the official profile's, expands the
+    slots: the same position counts, fill id, ``labels`` -100 there and extras (``image_sizes``) as the official
+    profile. llava-mistral, one 640x480 image (``vlmref render``-style runs)::
+
+        swift encode   1 733 16289 28793 28705 32000 28705 13 22836 456 3469 28723 733 28748 16289 28793 330 ...
+        model-side     1 733 16289 28793 28705 [32000 * 2340] 28705 13 22836 456 3469 28723 733 28748 16289 ...
+                       image_spans [[5, 2340]], image_sizes [[480, 640]]; labels [-100 * 2340] at 5..2344
+
+    llava-qwen-instruct: ``... 872 198 -200 198 74785 ...`` becomes ``... 872 198 [151646 * 2340] 198 74785 ...``
+    with the fill id from ``options['image_token_id']`` (the model config's ``image_token_index``), as ms-swift's
+    lmms-lab tokenizer has no ``<image>`` token. The text around the markers stays swift's, and so does the cut:
+    ms-swift applied ``max_length`` before the model expanded images, so a marker cut away by ``truncation_left``
+    takes its image with it (the markers left belong to the last images). ``options`` go to the model step.
+    """
+
+    def __init__(self, meta: TemplateMeta, tokenizer: Any, *, media_root: str | None = None, **options: Any) -> None:
+        if meta.model_media is None or meta.model_media_marker is None:
+            raise ValueError(f"template {meta.template_type!r} ({meta.profile}) leaves no image marker for the model")
+        self.meta = meta
+        self.tokenizer = tokenizer
+        self.step = get_media_step(meta.model_media)(replace(meta, media=meta.model_media), tokenizer,
+                                                     media_root=media_root, **options)
+
+    def marker_id(self) -> int:
+        marker = self.meta.model_media_marker
+        if isinstance(marker, int):
+            return marker
+        return token_id_of(self.tokenizer, str(marker), self.meta.template_type)
+
+    def expand(self, ctx: MediaContext) -> MediaContext:
+        marker = self.marker_id()
+        positions = [i for i, token in enumerate(ctx.input_ids) if token == marker]
+        if len(positions) > len(ctx.images):
+            raise TemplateInputError(self.meta.template_type, "images",
+                                     f"{len(positions)} image marker(s) {marker} in input_ids but {len(ctx.images)} "
+                                     "image(s)", "tag_count")
+        drop = set(positions)
+        ids = [token for i, token in enumerate(ctx.input_ids) if i not in drop]
+        labels = [label for i, label in enumerate(ctx.labels) if i not in drop]
+        slots = [(pos - k, k) for k, pos in enumerate(positions)]
+        images = ctx.images[len(ctx.images) - len(positions):]
+        return self.step.expand(MediaContext(ids, labels, slots=slots, images=images))

@@ -98,6 +98,11 @@ class TemplateMeta:
     reply_markup_check: bool = True  # refuse Qwen-VL <img> in replies (ms-swift tokenizes it as a supervised image)
     tokenizer_added_tokens: bool = True  # False: the model's tokenizer is used without vlmref's added <image> token
     tokenizer_prefix_policy: str | None = None  # sentencepiece models: where '▁' goes (vlmref.tokenizers.sentencepiece)
+    # ---- model-side media (see ``vlmref.templates.media.ModelSideMedia``) ----
+    # the media step the model applies to the one marker per image this meta leaves in input_ids (ms-swift 2.2.0:
+    # the upstream model expanded it in forward), and that marker: an id (-200) or a token looked up in the tokenizer
+    model_media: str | None = None
+    model_media_marker: int | str | None = None
 
     @property
     def supports_system(self) -> bool:
@@ -131,6 +136,26 @@ def get_template_meta(template_type: str, profile: str = DEFAULT_PROFILE) -> Tem
                                  f"ms-swift 2.2.0 has no {template_type!r} template; use profile {OFFICIAL!r}",
                                  "profile_unsupported")
     return registry.get(template_type)
+
+
+def template_profile_error(template_type: str, profile: str, max_length_counts_images: bool = False) -> str | None:
+    """Why ``--template_profile profile`` cannot run ``template_type`` (one line, naming the flag), else ``None``.
+
+    >>> template_profile_error("yi-vl", "swift-2.3")
+    "--template_profile 'swift-2.3': expected one of official, swift-2.2.0"
+    """
+    if profile not in _REGISTRIES:
+        return f"--template_profile {profile!r}: expected one of {', '.join(PROFILES)}"
+    registry = _REGISTRIES[profile]
+    if template_type not in registry:
+        if template_type in TEMPLATES:
+            return (f"--template_profile {profile}: ms-swift 2.2.0 has no {template_type!r} template; use "
+                    f"--template_profile {OFFICIAL}")
+        return None  # an unknown template type is reported where it is looked up
+    if max_length_counts_images and registry.get(template_type).truncate_before_media:
+        return (f"--max_length_counts_images true with --template_profile {profile}: this profile cuts max_length "
+                "from the text before images are expanded (ms-swift 2.2.0's budget); use one or the other")
+    return None
 
 
 def register_template(meta: TemplateMeta) -> TemplateMeta:
@@ -178,6 +203,13 @@ SPLIT_TAGS = deviation(
     split_tags=SWIFT_SPLIT_TAGS,
 )
 MEDIA_DEVIATIONS = (MAX_LENGTH_COUNTS_IMAGES, SPLIT_TAGS)
+YI_FAST_TOKENIZER_PREFIX = deviation(
+    "yi-fast-tokenizer-prefix",
+    "text segments are encoded as Yi's sentencepiece model does (add_dummy_prefix=false: no '▁' in front); "
+    "ms-swift 2.2.0 loads the Yi tokenizer with AutoTokenizer, a fast tokenizer that transformers 4.41 converts with "
+    "the config's legacy=true, whose Prepend('▁') normalizer puts a '▁' before every segment ('This' -> '▁This')",
+    tokenizer_prefix_policy="every_chunk",
+)
 
 
 _MARKER = re.compile(r"<\|[^|<>]+\|>|\[UNUSED_TOKEN_\d+\]|</?s>|<image>|</?img>|<imgpad>|<pad>|<unk>")

@@ -209,7 +209,7 @@ def build_case(template_type: str, scenario: str, tokenizer: Any, golden_dir: Pa
             "model_type": TEMPLATE_TOKENIZER[template_type][0],
             "scenario": scenario,
             "tokenizer": {**{k: v for k, v in tokenizer_spec(template_type).__dict__.items()
-                             if not (k == "prefix_policy" and v is None)},
+                             if k != "source" and not (k == "prefix_policy" and v is None)},
                           "add_tokens": list(tokenizer_spec(template_type).add_tokens),
                           "sha256": tokenizer_sha},
             "semantics": SEMANTICS,

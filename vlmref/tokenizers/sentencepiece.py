@@ -72,18 +72,28 @@ class SentencePieceTokenizer(SentencePieceBackend):
         return self._encode_no_dummy_prefix(chunk)
 
     def _encode_no_dummy_prefix(self, text: str) -> list[int]:
-        """``sp.encode`` without the model's dummy ``▁`` (its leading space becomes the ``▁``): as transformers'
-        legacy=False slow tokenizer does, encode ``unk + text`` and drop the unk's pieces."""
-        if not self.sp_model.serialized_model_proto() or not self._adds_dummy_prefix():
-            return self.sp_model.encode(text)
-        unk = self.sp_model.id_to_piece(self.sp_model.unk_id())
-        n_unk = len(self.sp_model.encode(unk))
-        return self.sp_model.encode(unk + text)[n_unk:]
+        """``sp.encode`` without the model's dummy ``▁`` (a leading space of ``text`` becomes the ``▁``), as the fast
+        tokenizer's Metaspace does: the same model with ``add_dummy_prefix`` off. (Encoding ``unk + text`` and
+        dropping the unk's pieces, as transformers' slow legacy=False tokenizer does, goes wrong when the unk's
+        last piece merges with the text: vicuna's ``<unk>,`` loses the comma.)"""
+        return self._sp_without_dummy_prefix().encode(text)
 
-    def _adds_dummy_prefix(self) -> bool:
-        if not hasattr(self, "_dummy_prefix"):
-            self._dummy_prefix = self.sp_model.encode("a", out_type=str)[0].startswith("\u2581")
-        return self._dummy_prefix
+    def _sp_without_dummy_prefix(self):
+        if getattr(self, "_sp_plain", None) is None:
+            proto_bytes = self.sp_model.serialized_model_proto()
+            if not proto_bytes or not self.sp_model.encode("a", out_type=str)[0].startswith("\u2581"):
+                self._sp_plain = self.sp_model  # no dummy prefix to remove
+            else:
+                import sentencepiece as spm
+                from sentencepiece import sentencepiece_model_pb2
+
+                proto = sentencepiece_model_pb2.ModelProto()
+                proto.ParseFromString(proto_bytes)
+                proto.normalizer_spec.add_dummy_prefix = False
+                plain = spm.SentencePieceProcessor()
+                plain.LoadFromSerializedProto(proto.SerializeToString())
+                self._sp_plain = plain
+        return self._sp_plain
 
     def encode_plain(self, text: str) -> list[int]:
         """``encode(text, add_special_tokens=False)`` without transformers' per-call overhead (same ids): the text
@@ -169,9 +179,29 @@ def load_sentencepiece(path: Path, prefix_policy: str = "sentencepiece") -> Sent
     for key in ("clean_up_tokenization_spaces", "model_max_length", "padding_side", "chat_template"):
         if key in cfg:
             kwargs[key] = cfg[key]
+    deferred = _defer_recorded_specials(model, cfg, kwargs)
     tok = SentencePieceTokenizer(str(model), prefix_policy=prefix_policy, **kwargs)
     _restore_added_tokens(tok, cfg)
+    for key, content in deferred.items():
+        setattr(tok, key, content)
     return tok
+
+
+def _defer_recorded_specials(model: Path, cfg: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, str]:
+    """Special tokens (bos/eos/pad) that are not sentencepiece pieces but have a recorded id in
+    ``added_tokens_decoder``: left out of the constructor (which would append them at the next free id, e.g.
+    llava-v1.6-34b-hf's ``<pad>`` taking 64000, ``<image>``'s id) and set once the added tokens are restored."""
+    import sentencepiece as spm
+
+    recorded = {entry["content"] for _, entry in added_tokens_from_config(cfg)}
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    deferred: dict[str, str] = {}
+    for key in ("bos_token", "eos_token", "pad_token"):
+        content = kwargs.get(key)
+        if content in recorded and sp.piece_to_id(content) == sp.unk_id() and content != sp.id_to_piece(sp.unk_id()):
+            deferred[key] = kwargs.pop(key)
+            kwargs[key] = None
+    return deferred
 
 
 def _restore_added_tokens(tok: SentencePieceTokenizer, cfg: dict[str, Any]) -> None:

@@ -16,6 +16,9 @@ config has ``img_size``, else ``"hd"`` (IXC-2.5: 560-px tiles + a global view, 2
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -107,8 +110,50 @@ TINY_2_5: dict[str, Any] = {**TINY, "task_lora_ranks": {"web": 16, "sft": 8, "dp
 
 
 def default_vision_config(image_layout: str, img_size: int | None) -> dict[str, Any]:
+    """The documented fallback when neither config.json's ``vision_config`` nor a CLIP folder gives the tower."""
     size = 560 if image_layout == "hd" else (img_size or 336)
     return {**CLIP_L14, "image_size": size}
+
+
+# IXC-2.5 keeps its CLIP in a folder of its own: build_mlp.py loads 'internlm/internlm-xcomposer2d5-clip', the
+# OmniLive base copy 'internlm-xcomposer2d5-ol-7b/base/IXC2d5_clip_l_560' [read]. Looked for in the model folder
+# when config.json names none (``vision_tower``).
+HD_TOWER_FOLDERS = ("internlm-xcomposer2d5-clip", "IXC2d5_clip_l_560")
+_CLIP_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "patch_size",
+                "image_size", "hidden_act", "layer_norm_eps", "num_channels")
+
+
+def vision_tower_folder(model_dir: Any, config_dict: dict[str, Any], required: bool = True) -> Path | None:
+    """The CLIP folder of a model folder: config.json's ``vision_tower`` (absolute, relative to the model folder,
+    or a hub id whose last part is a subfolder), else IXC-2.5's upstream folder names; None if there is none.
+    A named folder that does not exist is an error when ``required`` (the config needs it for the tower's shape)."""
+    if model_dir is None or not os.path.isdir(str(model_dir)):
+        return None
+    named = config_dict.get("vision_tower")
+    hd = config_dict.get("image_layout", "fixed" if config_dict.get("img_size") is not None else "hd") == "hd"
+    candidates = [named] if named else (list(HD_TOWER_FOLDERS) if hd else [])
+    for name in candidates:
+        path = Path(str(name))
+        for folder in (path, Path(model_dir) / path, Path(model_dir) / path.name):
+            if (path.is_absolute() or folder != path) and (folder / "config.json").is_file():
+                return folder
+    if named and required:
+        raise FileNotFoundError(f"{Path(model_dir) / 'config.json'}: vision_tower {named!r} is not a folder with a "
+                                f"config.json (absolute, or relative to {model_dir})")
+    return None
+
+
+def read_tower_config(folder: Path) -> dict[str, Any]:
+    """The CLIP vision fields of ``folder/config.json`` (a CLIPVisionConfig, or a CLIPConfig's ``vision_config``)."""
+    file = folder / "config.json"
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{file}: not a readable JSON config ({e})") from e
+    vision = data.get("vision_config", data)
+    if not isinstance(vision, dict) or "hidden_size" not in vision:
+        raise ValueError(f"{file}: expected a CLIP vision config (hidden_size, num_hidden_layers, ...)")
+    return {k: vision[k] for k in _CLIP_FIELDS if k in vision}
 
 
 class InternLMXComposer2Config(PretrainedConfig):
@@ -140,6 +185,7 @@ class InternLMXComposer2Config(PretrainedConfig):
     # vlmref fields (upstream hard-codes these in build_mlp.py / modeling_internlm2.py)
     image_layout: str | None = None
     vision_config: dict | None = None
+    vision_tower: str | None = None  # the CLIP folder (upstream layout); see vision_tower_folder
     plora_r: int = 256
     plora_alpha: int = 256
     plora_dropout: float = 0.05
@@ -163,6 +209,16 @@ class InternLMXComposer2Config(PretrainedConfig):
         if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("hidden_size must divide by num_attention_heads, and heads by num_key_value_heads")
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        """config.json, with ``vision_config`` read from the CLIP folder when config.json has none."""
+        config_dict, rest = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if "vision_config" not in config_dict:
+            folder = vision_tower_folder(pretrained_model_name_or_path, config_dict)
+            if folder is not None:
+                config_dict = {**config_dict, "vision_config": read_tower_config(folder)}
+        return config_dict, rest
 
     @property
     def head_dim(self) -> int:

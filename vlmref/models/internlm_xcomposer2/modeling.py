@@ -18,6 +18,8 @@ positions in order; PLoRA acts on exactly those positions. ``task='web'|'write'`
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +33,8 @@ from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
 from ..common import scatter_image_rows
 from ..kv_cache import cache_output, takes_cache
-from .config import IMAGE_TOKEN_INDEX, InternLMXComposer2Config
+from ..side_weights import SideWeights, from_pretrained_with_sides, weights_file
+from .config import IMAGE_TOKEN_INDEX, InternLMXComposer2Config, vision_tower_folder
 from .internlm2 import InternLM2Model
 from .plora import PLoRA
 from .vision import CLIPVisionTower, build_vision_projector, hd_layout, hd_views
@@ -78,6 +81,27 @@ class InternLMXComposer2ForCausalLM(InternLMXComposer2PreTrainedModel, Generatio
             self.plora_glb_GN = nn.Parameter(torch.zeros(1, 1, config.projector_in))
             self.plora_sub_GN = nn.Parameter(torch.zeros(1, 1, 1, config.projector_in))
         self.post_init()
+
+    # missing from a checkpoint, these adapter matrices are zero-initialised (the adapter is a no-op) and reported
+    zero_init_missing = (r"\.Plora_B\.weight$", r"\.lora_[a-z]+_B\.weight$")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' ``from_pretrained``; the CLIP tower's weights come from the CLIP folder
+        (``vision_tower_folder``) when the main checkpoint lacks them; missing PLoRA / task-adapter ``B`` matrices
+        are zeroed. ``model.load_report`` (and ``output_loading_info=True``) says what came from where."""
+        config = kwargs.get("config")
+        if config is not None:
+            fields = {"vision_tower": config.vision_tower, "image_layout": config.image_layout}
+        else:
+            file = Path(str(pretrained_model_name_or_path)) / "config.json"
+            fields = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+        # not required: a saved model (merged, full fine-tune) has the tower in its own weights and vision_config
+        folder = vision_tower_folder(pretrained_model_name_or_path, fields, required=False)
+        path = weights_file(folder) if folder is not None else None
+        sides = [SideWeights(path, _tower_key)] if path is not None else []
+        return from_pretrained_with_sides(cls, super().from_pretrained, pretrained_model_name_or_path, sides, *args,
+                                          zero_missing=cls.zero_init_missing, **kwargs)
 
     # ---- embeddings ---------------------------------------------------------------------------------------------
     def get_input_embeddings(self) -> nn.Embedding:
@@ -207,3 +231,11 @@ class InternLMXComposer2ForCausalLM(InternLMXComposer2PreTrainedModel, Generatio
         if (im_mask := model_kwargs.get("im_mask")) is not None:
             model_kwargs["im_mask"] = torch.cat([im_mask, im_mask.new_zeros((im_mask.shape[0], num_new_tokens))], -1)
         return model_kwargs
+
+
+def _tower_key(key: str) -> str | None:
+    """A CLIP folder key (``vision_model.*`` as CLIPVisionModel saves it, or un-prefixed) as the model's ``vit.*``
+    key; the non-persistent ``position_ids`` buffer is skipped (``post_layernorm`` has no place and is ignored)."""
+    if key.endswith("position_ids"):
+        return None
+    return "vit.vision_tower." + (key if key.startswith("vision_model.") else f"vision_model.{key}")

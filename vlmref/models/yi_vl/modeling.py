@@ -18,6 +18,7 @@ expands it at encode time, so the sequence the LLM sees is the same.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -31,6 +32,7 @@ from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 from ..common import scatter_image_rows
 from ..kv_cache import cache_output, output_cache, takes_cache
 from ..llava_next.modeling import causal_lm_loss
+from ..side_weights import WEIGHT_FILES, SideWeights, from_pretrained_with_sides, read_state_dict, weights_file
 from .config import YiVLConfig, vision_tower_dir
 from .vision import YiVLVisionTower, build_projector
 
@@ -100,14 +102,20 @@ class YiVLForCausalLM(YiVLPreTrainedModel, GenerationMixin):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, vision_tower: str = "auto", **kwargs):
         """transformers' ``from_pretrained``, then the ViT as upstream loads it: with ``vision_tower='auto'`` the
         ``vit/<name>`` folder (``mm_vision_tower``) wins over the main checkpoint's copy when it exists;
-        ``'checkpoint'`` keeps the main checkpoint's ``model.vision_tower.vision_tower.*`` weights."""
+        ``'checkpoint'`` keeps the main checkpoint's ``model.vision_tower.vision_tower.*`` weights. The load report
+        (``model.load_report``, ``output_loading_info=True``) counts the ViT keys loaded from ``vit/`` as loaded."""
         if vision_tower not in ("auto", "checkpoint"):
             raise ValueError(f"vision_tower must be 'auto' or 'checkpoint', got {vision_tower!r}")
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        folder = vision_tower_dir(pretrained_model_name_or_path, model.config.mm_vision_tower)
-        if vision_tower == "auto" and folder is not None and _weights_file(folder) is not None:
-            load_vision_tower(model, folder)
-        return model
+        sides = []
+        config = kwargs.get("config")
+        tower = getattr(config, "mm_vision_tower", None) if config is not None else _config_field(
+            pretrained_model_name_or_path, "mm_vision_tower")
+        folder = vision_tower_dir(pretrained_model_name_or_path, tower)
+        path = weights_file(folder) if vision_tower == "auto" and folder is not None else None
+        if path is not None:
+            sides.append(SideWeights(path, _vit_key, wins=True))
+        return from_pretrained_with_sides(cls, super().from_pretrained, pretrained_model_name_or_path, sides,
+                                          *args, **kwargs)
 
     # ---- images ----------------------------------------------------------------------------------------------
     def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> list[torch.Tensor]:
@@ -178,26 +186,30 @@ class YiVLForCausalLM(YiVLPreTrainedModel, GenerationMixin):
 
 
 # ---- the separate ViT folder ------------------------------------------------------------------------------------------
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+def _vit_key(key: str) -> str | None:
+    """A ``vit/<name>`` checkpoint key (``vision_model.*``, or un-prefixed as transformers 5 saves a
+    CLIPVisionModel) as the model's key; non-persistent buffers (``position_ids``) are skipped."""
+    if key.endswith("position_ids"):
+        return None
+    return VISION_PREFIX + (key if key.startswith("vision_model.") else f"vision_model.{key}")
 
 
-def _weights_file(folder: str) -> str | None:
-    return next((os.path.join(folder, n) for n in _WEIGHT_FILES if os.path.isfile(os.path.join(folder, n))), None)
+def _config_field(folder: Any, name: str) -> Any:
+    path = os.path.join(str(folder), "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get(name)
 
 
 def load_vision_tower(model: YiVLForCausalLM, folder: str | os.PathLike) -> list[str]:
     """Load Yi-VL's ``vit/<name>`` folder (a transformers ``CLIPVisionModel`` checkpoint: ``vision_model.*`` keys,
     or un-prefixed keys as transformers 5 saves them) into ``model.vision_tower.vision_tower``. Returns the
     checkpoint keys that were ignored (non-persistent buffers such as ``position_ids``)."""
-    path = _weights_file(str(folder))
+    path = weights_file(folder)
     if path is None:
-        raise FileNotFoundError(f"no {' or '.join(_WEIGHT_FILES)} in {folder}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"no {' or '.join(WEIGHT_FILES)} in {folder}")
+    state = read_state_dict(path)
     target = model.model.vision_tower.vision_tower
     own = target.state_dict()
     mapped, ignored = {}, []

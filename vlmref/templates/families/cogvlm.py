@@ -42,6 +42,14 @@ COGVLM = register_template(
                 "to build_conversation_input_ids, which fails (the swift-2.2.0 profile raises a named error)",
                 media="swift_cogvlm",
             ),
+            deviation(
+                "cogvlm-fast-tokenizer-prefix",
+                "every text segment is encoded as the sentencepiece model does (a '▁' before each, also before a "
+                "leading space); ms-swift 2.2.0 loads vicuna-7b-v1.5 with AutoTokenizer, a fast tokenizer converted "
+                "with the repo's legacy=false (transformers 4.41 Metaspace prepend_scheme='first'): no '▁' before a "
+                "segment that starts with a space, none after a special token inside a segment",
+                tokenizer_prefix_policy="first_chunk",
+            ),
         ),
     )
 )

@@ -9,6 +9,7 @@ LlavaNext expects). llava-mistral, one image::
 from ..meta import (
     MEDIA_DEVIATIONS,
     TYPED_SPECIAL_TOKENS,
+    YI_FAST_TOKENIZER_PREFIX,
     ImageSlot,
     TemplateMeta,
     deviation,
@@ -28,6 +29,8 @@ _HF_IMAGE = deviation(
     "expects); ms-swift 2.2.0 writes '<image>\\n' as text, one <image> id that transformers 4.41 expands in the model",
     media="text",
     image_placeholder=("<image>\n",),
+    model_media="llava_next",
+    model_media_marker="<image>",
 )
 _LMMS_IMAGE = deviation(
     "lmms-image-token",
@@ -36,6 +39,8 @@ _LMMS_IMAGE = deviation(
     media="text",
     image_placeholder=((-200,), "\n"),
     tokenizer_added_tokens=False,
+    model_media="llava_next",
+    model_media_marker=-200,
 )
 
 _ROUND = dict(
@@ -94,6 +99,7 @@ LLAVA_YI = register_template(
             ),
             _HF_IMAGE,
             *MEDIA_DEVIATIONS,
+            YI_FAST_TOKENIZER_PREFIX,
         ),
         **_ROUND,
     )

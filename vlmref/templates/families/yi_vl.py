@@ -8,6 +8,7 @@ One image, default system::
 from ..meta import (
     MEDIA_DEVIATIONS,
     TYPED_SPECIAL_TOKENS,
+    YI_FAST_TOKENIZER_PREFIX,
     ImageSlot,
     TemplateMeta,
     deviation,
@@ -46,8 +47,11 @@ YI_VL = register_template(
                 "(and '\\n') per image for the model to expand",
                 media="text",
                 image_placeholder=((-200,), "\n"),
+                model_media="yi_vl",
+                model_media_marker=-200,
             ),
             *MEDIA_DEVIATIONS,
+            YI_FAST_TOKENIZER_PREFIX,
         ),
     )
 )
