@@ -230,9 +230,12 @@ def test_check_data_length_needs_a_tokenizer(mixed: Path, tmp_path: Path, monkey
 
 @pytest.mark.real_tokenizer
 def test_check_data_length_with_the_real_tokenizer(tokenizers_root, mixed: Path, capsys) -> None:
-    code = main(["check-data", "--model_type", "cogvlm-17b-instruct", "--dataset", str(mixed), "--max_length", "1300"])
+    strict = ["--max_length_counts_images", "true"]  # the default counts text tokens only (as sft)
+    code = main(["check-data", "--model_type", "cogvlm-17b-instruct", "--dataset", str(mixed), "--max_length", "1300",
+                 *strict])
     out = capsys.readouterr().out
     assert code == 1 and "too_long" not in out  # BOS + 1227 vision positions + ~10 text tokens fit
-    code = main(["check-data", "--model_type", "cogvlm-17b-instruct", "--dataset", str(mixed), "--max_length", "1200"])
+    code = main(["check-data", "--model_type", "cogvlm-17b-instruct", "--dataset", str(mixed), "--max_length", "1200",
+                 *strict])
     out = capsys.readouterr().out
     assert "too_long 3" in out and "1227 of them image positions" in out

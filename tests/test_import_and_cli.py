@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -77,3 +78,58 @@ def test_workflow_demo_runs_end_to_end(tmp_path, capsys, monkeypatch) -> None:
     merged = sorted((tmp_path / "demo" / "output").glob("*/v*/checkpoint-*-merged"))
     assert len(merged) == 1 and (merged[0] / "model.safetensors").is_file()
     assert "[4/4] inference" in out and "response:" in out and str(merged[0]) in out
+    # the closing hint's chat command opens the chat (the REPL banner and prompt), not a dataset evaluation
+    lines = out.splitlines()
+    chat = lines[lines.index(next(x for x in lines if x.endswith("Interactive chat with the merged model:"))) + 1]
+    argv = shlex.split(chat)
+    assert argv[:2] == ["vlmref", "infer"]
+    prompts: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": prompts.append(prompt) or "exit")
+    assert main(argv[1:]) == 0
+    chat_err = capsys.readouterr().err
+    assert prompts == ["<<< "] and "Input `exit` or `quit` to exit the conversation." in chat_err
+    assert "val_dataset:" not in chat_err
+
+
+def test_python_dash_m_vlmref_is_the_cli() -> None:
+    """``python -m vlmref`` runs the same entry point as the ``vlmref`` script, exit codes included."""
+    done = subprocess.run([sys.executable, "-m", "vlmref", "list", "models"], capture_output=True, text=True)
+    assert done.returncode == 0 and all(name in done.stdout for name in MODELS.names())
+    bad = subprocess.run([sys.executable, "-m", "vlmref", "model-info", "--model_type", "no-such-model"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown model_type 'no-such-model'")
+
+
+def test_output_piped_to_head_ends_quietly(tmp_path) -> None:
+    """``vlmref check-data ... | head -2``: the reader leaves early; no BrokenPipe traceback, exit 141 (SIGPIPE)."""
+    data = tmp_path / "bad.jsonl"
+    data.write_text("".join(json.dumps({"query": f"q{i}", "response": "r"}) + "\n" for i in range(20000)))
+    proc = subprocess.Popen([sys.executable, "-m", "vlmref", "check-data", "--model_type", "cogvlm-17b-instruct",
+                             "--dataset", str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()  # what `head` does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert all(b"field 'images'" in line for line in first)
+    assert "Traceback" not in err and "BrokenPipe" not in err and "error:" not in err, err[-2000:]
+
+
+@pytest.mark.parametrize("model_type", MODELS.names())
+def test_render_stand_in_has_the_real_special_token_ids(model_type: str) -> None:
+    """README: without the tokenizer files the stand-in keeps the real special-token ids."""
+    from vlmref.cli.render import STAND_IN_MARKER_IDS, stand_in_tokenizer
+    from vlmref.models.fallback_tokenizer import recorded_specials
+
+    real = recorded_specials(model_type)["ids"]
+    tok = stand_in_tokenizer(model_type)
+    shared = set(tok.specials) & set(real)
+    assert shared and {n: tok.specials[n] for n in shared} == {n: real[n] for n in shared}
+    assert all(v >= STAND_IN_MARKER_IDS for n, v in tok.specials.items() if n not in real)
+
+
+def test_render_stand_in_mistral_ids(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("VLMREF_TOKENIZERS_DIR", "/nonexistent-vlmref-tokenizers")
+    assert main(["render", "--model_type", "llava1d6-mistral-7b-instruct", "--query", "Q", "--response", "R"]) == 0
+    ids_line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("[INPUT_IDS]"))
+    ids = ids_line.split(")", 1)[1].split()
+    assert ids[0] == "1" and ids[-1] == "2"  # Mistral's <s> and </s>, as the real tokenizer has them

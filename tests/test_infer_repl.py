@@ -356,14 +356,17 @@ def test_ckpt_dir_with_load_dataset_config_evaluates_the_training_split(tmp_path
     assert plain.dataset == [] and plain.eval_human is True and plain.max_length is None
     assert plain.system == "You describe images." and plain.dataset_test_ratio == 0.01
 
+    gen_before = (ckpt / "generation_config.json").read_bytes()
     assert main(["--ckpt_dir", str(ckpt), "--load_dataset_config", "true", "--show_dataset_sample", "-1",
                  "--max_new_tokens", "2", "--temperature", "0", "--verbose", "false"]) == 0
     rows = results(ckpt)
     val = load_dataset([DATASET], "yi-vl-6b-chat", dataset_test_ratio=0.25, dataset_seed=7).val
     assert [(r["query"], r["label"], r["images"]) for r in rows] == [(s.query, s.response, list(s.images)) for s in val]
     assert len(rows) == 6 and all(r["system"] == "You describe images." for r in rows)
-    saved = json.loads((ckpt / "generation_config.json").read_text())
-    assert saved["max_new_tokens"] == 2 and saved["do_sample"] is False  # overwrite_generation_config
+    assert (ckpt / "generation_config.json").read_bytes() == gen_before  # the checkpoint is read-only
+    (saved_path,) = (ckpt / "infer_result").glob("*.generation_config.json")  # overwrite_generation_config
+    saved = json.loads(saved_path.read_text())
+    assert saved["max_new_tokens"] == 2 and saved["do_sample"] is False
 
 
 @pytest.mark.real_tokenizer

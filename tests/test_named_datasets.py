@@ -112,7 +112,7 @@ def test_row_functions_cut_caption_at_first_double_ampersand():
     assert coco_inline_row(raw) == {
         "query": "Picture 1:<img>/c/x.jpg</img>\nplease describe the image.", "response": "one"}
     assert coco_images_row(raw) == {"query": "please describe the image.", "response": "one", "images": ["/c/x.jpg"]}
-    with pytest.raises(DatasetRowError, match=re.escape("coco[3]: field 'image'")):
+    with pytest.raises(DatasetRowError, match=re.escape("coco row 3: field 'image'")):
         coco_images_row({"image": {"bytes": b"..", "path": None}, "caption": "x"}, index=3)
 
 

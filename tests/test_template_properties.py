@@ -103,12 +103,12 @@ def examples(draw, template_type: str) -> dict[str, Any]:
             ex["images"] = draw(st.lists(_paths, max_size=3))
         else:  # inline <img>path</img> tags inside random user turns
             for turn in [*ex["history"], None]:
-                for _ in range(draw(st.integers(0, 2))):
+                for _ in range(draw(st.integers(0, 2))):  # never inside a tag already there (that is malformed)
                     tag = f"<img>{draw(_paths)}</img>"
                     if turn is None:
-                        ex["query"] = _insert(ex["query"], tag, draw(st.integers(0, len(ex["query"]))))
+                        ex["query"] = _insert(ex["query"], tag, draw(st.sampled_from(_outside_tags(ex["query"]))))
                     else:
-                        turn[0] = _insert(turn[0], tag, draw(st.integers(0, len(turn[0]))))
+                        turn[0] = _insert(turn[0], tag, draw(st.sampled_from(_outside_tags(turn[0]))))
     else:  # pragma: no cover - a new media step needs a strategy here
         raise AssertionError(f"no example strategy for media {media!r}")
     return ex
@@ -116,6 +116,14 @@ def examples(draw, template_type: str) -> dict[str, Any]:
 
 def _insert(text: str, tag: str, at: int) -> str:
     return text[:at] + tag + text[at:]
+
+
+def _outside_tags(text: str) -> list[int]:
+    """Positions of ``text`` not inside an ``<img>...</img>`` it already holds."""
+    import re
+
+    inside = {p for m in re.finditer(r"<img>.*?</img>", text) for p in range(m.start() + 1, m.end())}
+    return [p for p in range(len(text) + 1) if p not in inside]
 
 
 # ---- the reference ------------------------------------------------------------------------------------------------

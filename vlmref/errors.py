@@ -15,10 +15,13 @@ class TemplateInputError(VlmrefError, ValueError):
     ``images_per_turn``, ``tag_in_reply``, ``image_count``, ``image_kind``, ...).
     """
 
-    def __init__(self, template_type: str, field: str, message: str, reason: str = "template_input") -> None:
+    def __init__(self, template_type: str, field: str, message: str, reason: str = "template_input", *,
+                 expected: str | None = None, found: str | None = None) -> None:
         self.template_type = template_type
         self.field = field
         self.reason = reason
+        self.expected = expected  # with ``found``: what a row report quotes ("expected ...; found ...")
+        self.found = found
         super().__init__(f"[{template_type}] field {field!r}: {message}")
 
 
@@ -61,18 +64,24 @@ class DatasetRowError(VlmrefError, ValueError):
     """One dataset row is invalid. The message names file, line, field, what was expected and what was found::
 
         data/train.jsonl:7: field 'images': expected exactly 1 image per conversation (cogvlm-17b-instruct); found 2
+
+    Rows of a named dataset have no line; ``row`` (0-based, in the dataset's own order) names them instead::
+
+        coco-en-mini row 17: field 'caption': expected a string; found None
     """
 
     def __init__(
-        self, source: str, line: int | None, field: str, expected: str, found: str, reason: str = "invalid"
+        self, source: str, line: int | None, field: str, expected: str, found: str, reason: str = "invalid",
+        row: int | None = None,
     ) -> None:
         self.source = source
         self.line = line
+        self.row = row
         self.field = field
         self.expected = expected
         self.found = found
         self.reason = reason
-        where = f"{source}:{line}" if line is not None else source
+        where = f"{source}:{line}" if line is not None else f"{source} row {row}" if row is not None else source
         super().__init__(f"{where}: field {field!r}: expected {expected}; found {found}")
 
 

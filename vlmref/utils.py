@@ -44,9 +44,43 @@ def cache_dir(*parts: str) -> str:
     return path
 
 
+def current_umask() -> int:
+    """The process umask (from ``/proc/self/status`` on Linux, so it is never changed even for an instant)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def chmod_per_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` and everything under it the modes a plain ``mkdir``/``open`` gives: folders 0777, files 0666
+    (0777 if executable), less the umask. For trees made with ``mkdtemp`` or by writers using ``mkstemp`` or
+    ``NamedTemporaryFile`` (0700 / 0600), before they are renamed into place. With umask 022: ``drwxr-xr-x``,
+    ``-rw-r--r--``."""
+    mask = current_umask()
+
+    def fix_file(full: str) -> None:
+        if not os.path.islink(full):
+            os.chmod(full, (0o777 if os.stat(full).st_mode & 0o111 else 0o666) & ~mask)
+
+    if not os.path.isdir(path):
+        fix_file(os.fspath(path))
+        return
+    for root, _dirs, files in os.walk(path):  # top-down: each folder is made traversable before its children
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            fix_file(os.path.join(root, name))
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename (never half-written);
-    ``mode``: chmod the file before it appears (the temporary file is private, 0600)."""
+    ``mode``: the file's mode (default: 0666 less the umask, as a plain ``open`` would give)."""
     import tempfile
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -57,8 +91,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, 0o666 & ~current_umask() if mode is None else mode)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,4 +1,5 @@
-"""``vlmref check-data``: check every row of a dataset for one model type; exit 1 when any row is invalid.
+"""``vlmref check-data``: check every row of a dataset for one model type; exit 1 when any row is invalid, 2 when a
+dataset cannot be read or has no rows (one ``error:`` line).
 
 ::
 
@@ -6,11 +7,15 @@
     data/train.jsonl:7: field 'images': expected exactly 1 image(s) per conversation (...); found 2
     dataset check: model cogvlm-17b-instruct, every row checked
       data/train.jsonl: 120 rows, 119 valid, 1 invalid
+
+``--max_length`` is ``vlmref sft``'s rule (``vlmref.templates.length``): text tokens only, ms-swift's budget, unless
+``--max_length_counts_images true``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 
@@ -22,7 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("check-data", help="check a dataset against a model's rules; per-row report, exit 1 if any row is invalid")
     c.add_argument("--model_type", required=True)
     c.add_argument("--dataset", required=True, nargs="+", help="files (.json/.jsonl/.csv) or dataset names, name#N")
-    c.add_argument("--max_length", type=int, default=None, help="also check the encoded length (needs the tokenizer)")
+    c.add_argument("--max_length", type=int, default=None, help="also check the encoded length (needs the tokenizer); "
+                   "text tokens only, as vlmref sft (ms-swift's budget)")
+    from ..llm.sft_args import parse_bool
+
+    c.add_argument("--max_length_counts_images", type=parse_bool, nargs="?", const=True, default=False,
+                   metavar="true|false", help="as vlmref sft: true = --max_length bounds image positions too")
     c.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
     c.add_argument("--model_id_or_path", default=None, help="folder with the model's tokenizer files")
     from .main import add_template_profile_argument
@@ -40,14 +50,20 @@ def _template(args: argparse.Namespace):
     from ..models.loader import shared_tokenizer_folder
     from ..models.registry import MODELS
     from ..templates import get_template
+    from ..templates.meta import template_profile_error
     from .render import load_cli_tokenizer
 
     if args.model_id_or_path is None and shared_tokenizer_folder(args.model_type) is None:
         raise DatasetError(f"--max_length needs {args.model_type}'s tokenizer to count tokens: pass --model_id_or_path "
                            "(a folder with its tokenizer files) or set VLMREF_TOKENIZERS_DIR")
+    counts_images = bool(args.max_length_counts_images)
+    problem = template_profile_error(MODELS.get(args.model_type).template, args.template_profile, counts_images)
+    if problem:
+        raise DatasetError(problem)
     tokenizer, _desc = load_cli_tokenizer(args.model_type, args.model_id_or_path)
     return get_template(MODELS.get(args.model_type).template, tokenizer, max_length=args.max_length,
-                        truncation_strategy=args.truncation_strategy, profile=args.template_profile)
+                        truncation_strategy=args.truncation_strategy, profile=args.template_profile,
+                        max_length_counts_images=counts_images)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,14 +71,23 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import atomic_write_bytes
 
     try:
-        loaded = load_dataset(args.dataset, args.model_type, check_dataset_strategy="discard", template=_template(args),
+        template = _template(args)
+        # the length is checked as vlmref sft checks it (one --max_length rule: vlmref.templates.length)
+        rows_template = copy.copy(template) if template is not None and template.max_length is not None else template
+        if rows_template is not template:
+            rows_template.max_length = None
+        loaded = load_dataset(args.dataset, args.model_type, check_dataset_strategy="discard", template=rows_template,
                               check_images=args.check_images == "true", require_response=not args.inference)
+        if rows_template is not template:
+            from ..llm.sft_precheck import check_lengths
+
+            loaded.train = check_lengths(loaded.train, template, "discard", loaded.report)
     except VlmrefError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     report = loaded.report
     report.check_only = True
-    for issue in sorted(report.issues, key=lambda i: (i.source, i.line or 0)):
+    for issue in sorted(report.issues, key=lambda i: i.sort_key):
         print(issue.message)
     print(report.summary(max_issues=0))
     if args.json_path:

@@ -88,6 +88,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlmref", description="Reference multimodal fine-tuning workflow (ms-swift 2.x).")
     p.add_argument("--version", action="version", version=f"vlmref {__version__}")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of an error instead of one 'error:' line (anywhere; or VLMREF_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="list model types or templates")
@@ -129,12 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ..models.registry import MODELS
+    from .pipes import flush_stdout, stdout_closed
+    from .user_errors import debug_flag, report_error
 
-    args = build_parser().parse_args(argv)
-    if getattr(args, "model_type", None) is not None and args.model_type not in MODELS:
-        print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}", file=sys.stderr)
-        return 2
-    return int(args.func(args) or 0)
+    with debug_flag(list(sys.argv[1:] if argv is None else argv)) as argv:
+        if argv[:1] == ["sft"] and argv[1:2] and argv[1].endswith(".json") and not argv[1].startswith("-"):
+            from . import sft
+
+            return sft.main(argv[1:])  # `vlmref sft args.json [flags]`: ms-swift's JSON arguments file
+        args = build_parser().parse_args(argv)
+        if getattr(args, "model_type", None) is not None and args.model_type not in MODELS:
+            print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}",
+                  file=sys.stderr)
+            return 2
+        try:
+            code = int(args.func(args) or 0)
+            flush_stdout()
+            return code
+        except BrokenPipeError:  # `vlmref check-data ... | head`: the reader left; stop quietly (cli/pipes.py)
+            return stdout_closed()
+        except Exception as err:  # bad input, a missing package, path or hub id: one line, exit 2 (--debug: traceback)
+            return report_error(err)
 
 
 if __name__ == "__main__":

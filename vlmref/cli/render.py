@@ -38,16 +38,33 @@ def runs_text(values: list[int] | None) -> str:
     return " ".join(out)
 
 
+STAND_IN_MARKER_IDS = 2_000_000  # template markers the real tokenizer has no special token for
+
+
 def stand_in_tokenizer(model_type: str):
-    """A byte-level tokenizer whose special tokens are the template's markers (synthetic ids from 1)."""
+    """A byte-level tokenizer (``TinyTokenizer``: byte b is id 1000000 + b) whose special tokens keep the real
+    tokenizer's ids (``assets/tokenizer_specials.json``, as create-tiny's stand-in); the template's other markers
+    (e.g. ``[INST]``) get ids from 2000000. llava-mistral: ``<s>`` 1, ``</s>`` 2, ``<image>`` 32000."""
+    from ..models.fallback_tokenizer import recorded_specials
     from ..testing.tiny_tokenizer import TinyTokenizer
 
     meta = MODELS.get(model_type)
     spec = meta.tokenizer
-    bos, eos, pad = spec.bos or "<s>", spec.eos or "</s>", spec.pad or spec.eos or "</s>"
+    try:
+        recorded = recorded_specials(model_type)
+    except KeyError:
+        recorded = {}
+    real = recorded.get("ids", {})
+    bos = recorded.get("bos") or spec.bos or "<s>"
+    eos = recorded.get("eos") or spec.eos or "</s>"
+    pad = recorded.get("pad") or spec.pad or eos
     names = sorted(template_markers(TEMPLATES.get(meta.template)) | {bos, eos, pad, *spec.add_tokens, "<image>"}
                    | ({"<img>", "</img>", "<imgpad>"} if spec.kind == "qwen-vl" else set()))
-    return TinyTokenizer({n: i + 1 for i, n in enumerate(names)}, bos=bos, eos=eos, pad=pad)
+    ids = {name: real[name] for name in names if name in real}
+    for name in names:
+        if name not in ids:
+            ids[name] = STAND_IN_MARKER_IDS + len(ids)
+    return TinyTokenizer(ids, bos=bos, eos=eos, pad=pad)
 
 
 def load_cli_tokenizer(model_type: str, model_id_or_path: str | None):
@@ -61,7 +78,8 @@ def load_cli_tokenizer(model_type: str, model_id_or_path: str | None):
             return tok, f"{folder} ({MODELS.get(model_type).tokenizer.kind})"
         except ImportError as err:  # transformers/tokenizer extras missing
             print(f"note: real tokenizer unavailable ({err}); using the byte-level stand-in", file=sys.stderr)
-    return stand_in_tokenizer(model_type), "byte-level stand-in (ids are not the model's; see README 'Real tokenizers')"
+    return stand_in_tokenizer(model_type), ("byte-level stand-in (special tokens have the real ids; text ids are bytes; see README "
+                                          "'Real tokenizers')")
 
 
 def render_report(model_type: str, example: dict[str, Any], tokenizer: Any, tokenizer_desc: str, **template_kw) -> str:

@@ -5,9 +5,12 @@
     vlmref sft --model_type qwen-vl-chat --dataset coco-en-mini-sample#4 --model_id_or_path /tmp/tiny-qwen-vl
     NPROC_PER_NODE=2 vlmref sft --model_type qwen-vl-chat --dataset coco-en-mini-sample --deepspeed default-zero2
 
+    vlmref sft args.json --max_steps 10   # a JSON file of flags first (ms-swift's parse_args); flags override it
+
 Wiring: ``add_parser(subparsers)`` registers the subcommand on the main parser; ``main(argv)`` is the standalone
-entry (``python -m vlmref.cli.sft ...``, which is also what the torchrun relaunch runs). Exit codes: 0 done, 1 the
-run failed on a data/model error (message on stderr), 2 bad flags.
+entry (``python -m vlmref.cli.sft ...``, which is also what the torchrun relaunch runs). Exit codes: 0 done, 2 bad
+flags or input (one ``error:`` line naming file, row and field; a missing package, path or hub id, with the fix;
+``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def namespace_to_argv(ns: argparse.Namespace) -> list[str]:
             argv += [f"--{f.name}", *map(str, value)]
         elif isinstance(value, bool):
             argv += [f"--{f.name}", "true" if value else "false"]
+        elif isinstance(value, str) and (not value.strip() or value.startswith("-")):
+            argv.append(f"--{f.name}={value}")  # one word: '' / ' ' / '-x' reach the child as this flag's value
         else:
             argv += [f"--{f.name}", "None" if value is None else str(value)]
     return argv
@@ -55,13 +60,15 @@ def run_namespace(ns: argparse.Namespace) -> int:
     from ..llm.sft_args import SftArgumentError, args_from_namespace
 
     stray = [s for s in getattr(ns, "_stray", None) or [] if s.strip()]
-    if stray:
-        print(f"error: unexpected argument(s) {stray}", file=sys.stderr)
+    if stray:  # `vlmref sft args.json ...` is routed to main() by vlmref.cli.main
+        where = "; a JSON arguments file goes first: vlmref sft args.json [flags]" if stray[0].endswith(".json") else ""
+        print(f"error: unexpected argument(s) {stray}{where}", file=sys.stderr)
         return 2
-    code = maybe_relaunch(MODULE, namespace_to_argv(ns))
-    if code is not None:
-        return code
     try:
+        _check_before_launch(ns)
+        code = maybe_relaunch(MODULE, namespace_to_argv(ns))
+        if code is not None:
+            return code
         args = args_from_namespace(ns)
     except SftArgumentError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -69,43 +76,49 @@ def run_namespace(ns: argparse.Namespace) -> int:
     return _run(args)
 
 
+def _check_before_launch(args) -> None:
+    """Missing packages and paths, checked before a torchrun relaunch (the ranks check them again, cheaply)."""
+    from ..llm.sft_precheck import check_extras, check_local_paths
+
+    check_extras(args.sft_type, args.deepspeed)
+    check_local_paths(args)
+
+
 def _run(args) -> int:
-    from ..errors import DatasetRowError, VlmrefError
+    from ..errors import DatasetRowError
     from ..llm.sft import llm_sft
-    from ..llm.sft_args import SftArgumentError
+    from .user_errors import report_error
 
     try:
         llm_sft(args)
-    except SftArgumentError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except DatasetRowError as err:
-        hint = ""
-        if getattr(err, "reason", None) == "too_long":
-            hint = ("\nhint: with --max_length_counts_images true, --max_length bounds image positions too; raise "
-                    "--max_length, or pass --check_dataset_strategy discard to drop such rows before training")
-        print(f"error: {err}{hint}", file=sys.stderr)
-        return 1
-    except VlmrefError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        if getattr(err, "reason", None) == "too_long":  # one line: the rule is in the message, the fixes here
+            err = DatasetRowError(err.source, err.line, err.field, err.expected,
+                                  f"{err.found} (raise --max_length, or --check_dataset_strategy discard drops such "
+                                  "rows before training, each counted)", err.reason, row=getattr(err, "row", None))
+        return report_error(err)
+    except Exception as err:  # SftArgumentError, VlmrefError, missing packages, paths, hub: one line, exit 2
+        return report_error(err)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from ..llm.launch import maybe_relaunch
     from ..llm.sft_args import SftArgumentError, clean_argv, parse_sft_args
+    from .user_errors import debug_flag
 
-    argv = clean_argv(list(sys.argv[1:] if argv is None else argv))
-    try:
-        args = parse_sft_args(argv)
-    except SftArgumentError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    code = maybe_relaunch(MODULE, argv)
-    if code is not None:
-        return code
-    return _run(args)
+    with debug_flag(list(sys.argv[1:] if argv is None else argv)) as argv:
+        argv = clean_argv(argv)
+        try:
+            args = parse_sft_args(argv)
+            _check_before_launch(args)
+        except SftArgumentError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        code = maybe_relaunch(MODULE, argv)
+        if code is not None:
+            return code
+        return _run(args)
 
 
 if __name__ == "__main__":

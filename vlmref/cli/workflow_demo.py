@@ -73,5 +73,7 @@ def run_workflow_demo(out_dir: str | os.PathLike = "demo_out", model_type: str =
     print(f"[4/4] inference on {row['images'][0]}\n      query: {row['query']!r}\n      response: {response!r}\n"
           f"      (label: {row['response']!r}; a tiny random model after {max_steps} steps, so expect noise)")
     print(f"\nEverything is under {out}. Interactive chat with the merged model:\n"
-          f"  vlmref infer --ckpt_dir {merged} --load_dataset_config true")
+          f"  vlmref infer --ckpt_dir {shlex.quote(str(merged))}\n"
+          f"Evaluate it on the validation split it was trained without:\n"
+          f"  vlmref infer --ckpt_dir {shlex.quote(str(merged))} --load_dataset_config true")
     return 0

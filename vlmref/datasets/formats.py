@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DatasetError, DatasetRowError
+from ..templates.inline_images import EXPECTED as INLINE_EXPECTED
+from ..templates.inline_images import InlineMarkupError, replace_inline_images, user_turn_fields
 from .sample import RowOrigin, Sample
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv")
@@ -35,6 +37,9 @@ SYSTEM_ROLES = ("system",)
 KNOWN_FIELDS = frozenset({"query", "response", "history", "system", "images", "conversations", "messages"})
 INLINE_IMAGE = re.compile(r"<img>(.+?)</img>")
 IMAGE_TAG = "<image>"
+# names people give the images field; each is read by no format, so the row would train as text only
+_NEAR_MISS_IMAGES = frozenset({"image", "images", "img", "imgs", "image_path", "image_paths", "image_file",
+                               "image_files", "image_url", "image_urls", "picture", "pictures", "photo", "photos"})
 
 
 @dataclass(frozen=True)
@@ -83,14 +88,19 @@ def _read_jsonl(path: str) -> Iterator[RawRow]:
 def _read_json(path: str) -> Iterator[RawRow]:
     with open(path, encoding="utf-8-sig") as f:
         text = f.read()
+    if not text.strip():
+        return  # an empty file: no rows (the loader reports an empty dataset)
     decoder = json.JSONDecoder()
+    where = _Position(text)
     pos = _skip_ws(text, 0)
     if text[pos : pos + 1] != "[":
-        raise DatasetError(f"{path}:{_line(text, pos)}: a .json dataset must be one JSON array of row objects")
+        hint = " (one object per line is a .jsonl file)" if text[pos : pos + 1] == "{" else ""
+        raise DatasetError(f"{path}:{where.line(pos)}: a .json dataset must be one JSON array of row objects{hint}; "
+                           f"found {text[pos : pos + 1]!r} at column {where.column(pos)}")
     pos = _skip_ws(text, pos + 1)
     index = 0
     while text[pos : pos + 1] != "]":
-        line = _line(text, pos)
+        line = where.line(pos)
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
@@ -101,7 +111,30 @@ def _read_json(path: str) -> Iterator[RawRow]:
         if text[pos : pos + 1] == ",":
             pos = _skip_ws(text, pos + 1)
         elif text[pos : pos + 1] != "]":
-            raise DatasetError(f"{path}:{_line(text, pos)}: expected ',' or ']' after row {index}")
+            found = repr(text[pos]) if pos < len(text) else "the end of the file"
+            raise DatasetError(f"{path}:{where.line(pos)}: invalid JSON (expected ',' or ']' after row {index} at "
+                               f"column {where.column(pos)}; found {found})")
+
+
+class _Position:
+    """Line and column of offsets into ``text``, counted incrementally: rows are read in order, so finding the line
+    of every row costs one pass over the file in all (counting from the start each time made .json loading
+    quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.lineno = 1
+
+    def line(self, pos: int) -> int:
+        if pos < self.pos:  # not on the reading path; count from the start
+            return self.text.count("\n", 0, pos) + 1
+        self.lineno += self.text.count("\n", self.pos, pos)
+        self.pos = pos
+        return self.lineno
+
+    def column(self, pos: int) -> int:
+        return pos - self.text.rfind("\n", 0, pos)
 
 
 def _read_csv(path: str) -> Iterator[RawRow]:
@@ -126,10 +159,6 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
-def _line(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
-
-
 # ---- normalisation ---------------------------------------------------------------------------------------------------
 class _Row:
     """Error helper bound to one row."""
@@ -138,7 +167,8 @@ class _Row:
         self.origin = origin
 
     def error(self, field: str, expected: str, found: str, reason: str) -> DatasetRowError:
-        return DatasetRowError(self.origin.source, self.origin.line, field, expected, found, reason)
+        row = self.origin.index if self.origin.line is None else None
+        return DatasetRowError(self.origin.source, self.origin.line, field, expected, found, reason, row=row)
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -147,6 +177,26 @@ def show(value: Any, limit: int = 60) -> str:
         return repr(value if len(value) <= limit else value[: limit - 3] + "...")
     text = json.dumps(value, ensure_ascii=False, default=str)
     return f"{type(value).__name__} {text if len(text) <= limit else text[: limit - 3] + '...'}"
+
+
+def near_miss_fields(data: dict[str, Any]) -> list[str]:
+    """Fields named like ``images`` that no format reads (so their images would be lost).
+
+    >>> near_miss_fields({"query": "q", "response": "r", "image": "a.png", "Images": ["b.png"], "id": 3})
+    ['image', 'Images']
+    """
+    return [k for k in data if isinstance(k, str) and k != "images"
+            and re.sub(r"[\s-]+", "_", k.strip().lower()) in _NEAR_MISS_IMAGES]
+
+
+def near_miss_error(raw: RawRow, key: str) -> DatasetRowError:
+    """The row error for a near-miss images field (reason ``near_miss_field``)::
+
+        d.jsonl:4: field 'image': expected 'images' (did you mean 'images'? no format reads 'image', so the row
+        would train without its images); found 'a.png'
+    """
+    return _Row(raw.origin).error(key, f"'images' (did you mean 'images'? no format reads {key!r}, so the row would "
+                                  "train without its images)", show(raw.data[key]), "near_miss_field")
 
 
 def detect_format(data: dict[str, Any]) -> str:
@@ -267,7 +317,9 @@ def _turns(row: _Row, turns: Any, key: str, role_key: str, value_key: str):
         if kind is None:
             raise row.error(f"{field}.{role_key}", "one of user/human, assistant/gpt, system", f"role {role!r}", "bad_role")
         if kind != expect:
-            raise row.error(f"{field}.{role_key}", f"a {expect} turn (turns alternate user, assistant)", f"role {role!r}", "bad_role")
+            article = "an" if expect == "assistant" else "a"
+            raise row.error(f"{field}.{role_key}", f"{article} {expect} turn (turns alternate user, assistant)",
+                            f"role {role!r}", "bad_role")
         if kind == "user":
             pairs.append([value, None])
         else:
@@ -322,15 +374,23 @@ def normalise_image_ref(ref: str, base_dir: str | None) -> str:
 
 
 def _take_inline_images(row: _Row, query: str, history: list, images: list, base_dir: str | None):
-    """``<img>path</img>`` in user turns -> ``<image>`` tags + images (history first, then the query)."""
+    """``<img>path</img>`` in user turns -> ``<image>`` tags + images (history first, then the query).
+
+    Malformed markup (unclosed, nested, empty, a stray ``</img>``) is the row error ``image_markup``, naming the turn.
+    """
     found: list[str] = []
+    fields = user_turn_fields(len(history))
 
-    def take(text: str) -> str:
-        found.extend(normalise_image_ref(p, base_dir) for p in INLINE_IMAGE.findall(text))
-        return INLINE_IMAGE.sub(IMAGE_TAG, text)
+    def take(text: str, field: str) -> str:
+        try:
+            text, paths = replace_inline_images(text, IMAGE_TAG)
+        except InlineMarkupError as err:
+            raise row.error(field, INLINE_EXPECTED, str(err), "image_markup") from None
+        found.extend(normalise_image_ref(p, base_dir) for p in paths)
+        return text
 
-    history = [(take(q), r) for q, r in history]
-    query = take(query)
+    history = [(take(q, fields[i]), r) for i, (q, r) in enumerate(history)]
+    query = take(query, "query")
     if found and any(m is not None for m in images):
         raise row.error("images", "images either inline (<img>path</img>) or in the 'images' field, not both",
                         f"{len(found)} inline and {len(images)} in 'images'", "ambiguous_images")

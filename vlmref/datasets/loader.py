@@ -17,24 +17,33 @@ Order, per dataset (as ms-swift 2.2.0): read -> normalise (local files) -> ``#N`
 * ``warning``: every row is checked; each bad row is reported and counted, and kept (it still fails when encoded).
 * ``discard``: every row is checked; bad rows are dropped, and the report counts them per reason.
 
-A row that cannot be parsed at all (invalid JSON, unknown format) stops loading under every strategy but ``discard``.
+A row that cannot be parsed at all (invalid JSON, unknown format, malformed inline ``<img>`` markup) stops loading
+under every strategy but ``discard``. A field named like ``images`` that no format reads (``image``, ``img``,
+``Images``) makes the row invalid under ``error``/``discard`` and is a reported warning under ``none``/``warning``::
+
+    d.jsonl:4: field 'image': expected 'images' (did you mean 'images'? ...); found 'a.png'
+
+A dataset with no rows at all is a ``DatasetError``. Rows of a named dataset are named by the dataset and their row
+index in it (``coco-en-mini-sample row 17``), whatever ``#N`` picked.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DatasetError, DatasetRowError, ImageLoadError, SequenceTooLongError, TemplateInputError
-from .formats import KNOWN_FIELDS, RawRow, normalise_row, read_rows
-from .named import parse_dataset_spec, split_dataset_arg
+from .formats import KNOWN_FIELDS, RawRow, near_miss_error, near_miss_fields, normalise_row, read_rows
+from .named import load_raw_rows, parse_dataset_spec, split_dataset_arg
+from .reasons import image_reason
 from .report import DatasetReport
-from .rules import RowChecker
+from .rules import RowChecker, row_error, template_row_error
 from .sample import RowOrigin, Sample
 
 CHECK_DATASET_STRATEGIES = ("none", "discard", "error", "warning")
+EMPTY = "the dataset has no rows (an empty file, only blank lines, [] or only a CSV header); expected at least one row"
 
 
 @dataclass
@@ -72,38 +81,52 @@ def load_dataset(
         parse = _Normaliser(checker, report, check_dataset_strategy, require_response)
         if spec.is_file:
             path = spec.name_or_path
-            samples = parse.rows(read_rows(path), base_dir=os.path.dirname(os.path.abspath(path)))
+            samples = parse.rows(_not_empty(read_rows(path), path), base_dir=os.path.dirname(os.path.abspath(path)))
             part_train, part_val = _split(item, samples, dataset_test_ratio, spec.sample, dataset_seed)
         else:
-            raw_train, raw_val = _split(item, spec, dataset_test_ratio, None, dataset_seed)
-            name = str(spec)
-            part_train = parse.rows(_named_rows(name, raw_train or []), base_dir=None)
-            part_val = parse.rows(_named_rows(f"{name} (val)", raw_val or []), base_dir=None)
+            info, raw = load_raw_rows(spec)
+            if not raw:
+                raise DatasetError(f"{item}: {EMPTY}")
+            # the split picks row indices exactly as it picks rows, so each sample keeps its row in the dataset
+            idx_train, idx_val = _split(item, list(range(len(raw))), dataset_test_ratio, spec.sample, dataset_seed)
+            part_train = parse.rows(_named_rows(info, raw, idx_train or [], info.name), base_dir=None)
+            part_val = parse.rows(_named_rows(info, raw, idx_val or [], f"{info.name} (val)"), base_dir=None)
         train += check_samples(part_train or [], checker, check_dataset_strategy, report)
         val += check_samples(part_val or [], checker, check_dataset_strategy, report)
     report.splits = {"train": len(train), "val": len(val)}
     return LoadedDataset(train, val, report)
 
 
-def _split(item: str, rows_or_spec: Any, ratio: float, sample: int | None, seed: int):
-    from .named import load_named_split
+def _split(item: str, rows: list, ratio: float, sample: int | None, seed: int):
     from .split import train_val_split
 
+    if not rows:
+        return [], []
     try:
-        if isinstance(rows_or_spec, list):
-            if not rows_or_spec:
-                return [], []
-            return train_val_split(rows_or_spec, ratio, sample, seed)
-        return load_named_split(rows_or_spec, dataset_test_ratio=ratio, dataset_seed=seed)
+        return train_val_split(rows, ratio, sample, seed)
     except ValueError as e:
-        if isinstance(e, DatasetRowError):
-            raise
         raise DatasetError(f"{item}: {e}") from None
 
 
-def _named_rows(name: str, rows: Iterable[dict[str, Any]]) -> Iterable[RawRow]:
-    for i, row in enumerate(rows):
-        yield RawRow(RowOrigin(name, None, i), row)
+def _not_empty(rows: Iterable[RawRow], where: str) -> Iterator[RawRow]:
+    """``rows``, then ``DatasetError`` if there were none (an empty file, blank lines only, ``[]``, a bare header)."""
+    empty = True
+    for row in rows:
+        empty = False
+        yield row
+    if empty:
+        raise DatasetError(f"{where}: {EMPTY}")
+
+
+def _named_rows(info: Any, raw: list[dict[str, Any]], indices: Iterable[int], source: str) -> Iterable[RawRow]:
+    """The swift-preprocessed rows at ``indices``; each origin is ``source`` and the row's index in the dataset (a
+    row the row function refuses is yielded as its error, so ``discard`` counts it)."""
+    for i in indices:
+        try:
+            data: Any = info.row_fn(raw[i], source=source, index=i)
+        except DatasetRowError as err:
+            data = err
+        yield RawRow(RowOrigin(source, None, i), data)
 
 
 class _Normaliser:
@@ -117,11 +140,19 @@ class _Normaliser:
         out: list[Sample] = []
         for raw in raw_rows:
             self.report.counts(raw.origin.source).rows += 1
+            misses = near_miss_fields(raw.data) if isinstance(raw.data, dict) else []
             if isinstance(raw.data, dict):
-                self.report.ignored_fields.update(k for k in raw.data if k not in KNOWN_FIELDS)
+                self.report.ignored_fields.update(k for k in raw.data if k not in KNOWN_FIELDS and k not in misses)
             try:
-                out.append(normalise_row(raw, base_dir=base_dir, inline_images=self.checker.inline_images,
-                                         require_response=self.require_response))
+                sample = normalise_row(raw, base_dir=base_dir, inline_images=self.checker.inline_images,
+                                       require_response=self.require_response)
+                if misses:  # an images field under another name: invalid for error/discard, reported for none/warning
+                    err = near_miss_error(raw, misses[0])
+                    if self.strategy in ("none", "warning"):
+                        self.report.add_warning(err)
+                    else:
+                        raise err
+                out.append(sample)
             except DatasetRowError as err:
                 if self.strategy != "discard":
                     raise
@@ -158,17 +189,15 @@ def encode_sample(template: Any, sample: Sample, checker: RowChecker | None = No
     With ``checker`` the model's row rules are checked first: that is how ``check_dataset_strategy='none'`` finds a bad
     row (when it is first encoded, instead of before training).
     """
-    origin = sample.origin or RowOrigin("<sample>", None, 0)
+    origin = sample.origin
     if checker is not None:
         checker.check(sample)
     try:
         return template.encode(sample.to_example())
     except SequenceTooLongError as e:
-        raise DatasetRowError(origin.source, origin.line, "<encoded>",
-                              f"at most max_length={e.max_length} tokens (truncation_strategy=delete)",
-                              f"{e.length} tokens, {e.image_tokens} of them image positions", "too_long") from e
+        raise row_error(origin, "<encoded>", f"at most max_length={e.max_length} tokens (truncation_strategy=delete)",
+                        f"{e.length} tokens, {e.image_tokens} of them image positions", "too_long") from e
     except TemplateInputError as e:
-        raise DatasetRowError(origin.source, origin.line, e.field, f"input the {e.template_type} template accepts",
-                              str(e).split(": ", 1)[-1], e.reason) from e
+        raise template_row_error(e, origin) from e
     except ImageLoadError as e:
-        raise DatasetRowError(origin.source, origin.line, "images", "a readable image", str(e), f"image_{e.reason}") from e
+        raise row_error(origin, "images", "a readable image", str(e), image_reason(e.reason)) from e

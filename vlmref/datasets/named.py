@@ -129,14 +129,15 @@ COCO_SUBSET = "coco_2014_caption"
 
 
 def _path_and_caption(raw: dict[str, Any], source: str, index: int | None) -> tuple[str, str]:
-    where = f"{source}[{index}]" if index is not None else source  # hub rows have an index, not a file line
+    # hub rows have an index in the dataset, not a file line: "coco-en-mini row 17: field 'caption': ..."
     image = raw.get("image")
     path = image.get("path") if isinstance(image, dict) else None
     if not isinstance(path, str) or not path:
-        raise DatasetRowError(where, None, "image", "a dict with the cached file's 'path'", repr(image)[:120])
+        raise DatasetRowError(source, None, "image", "a dict with the cached file's 'path'", repr(image)[:120],
+                              "wrong_type", row=index)
     caption = raw.get("caption")
     if not isinstance(caption, str):
-        raise DatasetRowError(where, None, "caption", "a string", repr(caption)[:120])
+        raise DatasetRowError(source, None, "caption", "a string", repr(caption)[:120], "wrong_type", row=index)
     return path, caption.split("&&", 1)[0]  # COCO joins alternative captions with '&&'; swift keeps the first
 
 

@@ -25,10 +25,15 @@ class RowIssue:
     field: str
     reason: str
     message: str
+    row: int | None = None  # the row index in a named dataset (which has no lines)
 
     @classmethod
     def from_error(cls, err: DatasetRowError) -> RowIssue:
-        return cls(err.source, err.line, err.field, err.reason, str(err))
+        return cls(err.source, err.line, err.field, err.reason, str(err), getattr(err, "row", None))
+
+    @property
+    def sort_key(self) -> tuple[str, int, int]:
+        return self.source, self.line or 0, self.row or 0
 
 
 @dataclass
@@ -49,6 +54,7 @@ class DatasetReport:
     strategy: str
     sources: dict[str, SourceCounts] = field(default_factory=dict)
     issues: list[RowIssue] = field(default_factory=list)
+    warnings: list[RowIssue] = field(default_factory=list)  # rows kept as they are, reported (strategy none/warning)
     ignored_fields: Counter = field(default_factory=Counter)
     splits: dict[str, int] = field(default_factory=dict)
     check_only: bool = False  # `vlmref check-data`: nothing is trained, so nothing is "discarded"
@@ -64,6 +70,10 @@ class DatasetReport:
             counts.discarded += 1
         else:
             counts.kept_invalid += 1
+
+    def add_warning(self, err: DatasetRowError) -> None:
+        """A problem in a row that is kept (e.g. a near-miss ``image`` field under strategy none/warning)."""
+        self.warnings.append(RowIssue.from_error(err))
 
     @property
     def by_reason(self) -> Counter:
@@ -95,11 +105,20 @@ class DatasetReport:
             lines.append("  split: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()))
         if self.issues:
             lines.append("  invalid by reason: " + ", ".join(f"{r} {n}" for r, n in self.by_reason.most_common()))
-            ordered = sorted(self.issues, key=lambda i: (i.source, i.line or 0))
+            ordered = sorted(self.issues, key=lambda i: i.sort_key)
             shown = ordered if max_issues is None else ordered[:max_issues]
             lines += [f"  {issue.message}" for issue in shown]
             if 0 < len(shown) < len(self.issues):
                 lines.append(f"  ... {len(self.issues) - len(shown)} more (full list: --json)")
+        if self.warnings:
+            reasons = Counter(w.reason for w in self.warnings)
+            lines.append(f"  warnings (rows kept, strategy {self.strategy}): "
+                         + ", ".join(f"{r} {n}" for r, n in reasons.most_common()))
+            ordered = sorted(self.warnings, key=lambda i: i.sort_key)
+            shown = ordered if max_issues is None else ordered[:max_issues]
+            lines += [f"  warning: {w.message}" for w in shown]
+            if 0 < len(shown) < len(self.warnings):
+                lines.append(f"  ... {len(self.warnings) - len(shown)} more warnings")
         if self.ignored_fields:
             lines.append("  fields no format reads (ignored): " + ", ".join(f"{k} ({n} rows)" for k, n in sorted(self.ignored_fields.items())))
         return "\n".join(lines)
@@ -112,5 +131,6 @@ class DatasetReport:
             "splits": dict(self.splits),
             "invalid_by_reason": dict(self.by_reason),
             "issues": [vars(i) for i in self.issues],
+            "warnings": [vars(w) for w in self.warnings],
             "ignored_fields": dict(self.ignored_fields),
         }

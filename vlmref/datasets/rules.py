@@ -18,10 +18,30 @@ from typing import Any
 from ..errors import DatasetRowError, ImageLoadError, SequenceTooLongError, TemplateInputError
 from ..models.registry import get_model_meta
 from ..templates import get_template
+from ..templates.media import QWEN_VL_PATH_BYTES, QWEN_VL_PATH_EXPECTED
 from .formats import IMAGE_TAG, show
-from .sample import Sample
+from .reasons import image_reason
+from .sample import RowOrigin, Sample
 
-QWEN_VL_PATH_BYTES = 256  # Qwen-VL's tokenizer holds an image reference in 256 byte ids (IMG_TOKEN_SPAN)
+
+def row_error(origin: RowOrigin | None, field: str, expected: str, found: str, reason: str) -> DatasetRowError:
+    """A ``DatasetRowError`` at ``origin``: file and line, or a named dataset and its row index."""
+    if origin is None:
+        return DatasetRowError("<sample>", None, field, expected, found, reason)
+    row = origin.index if origin.line is None else None
+    return DatasetRowError(origin.source, origin.line, field, expected, found, reason, row=row)
+
+
+def template_row_error(err: TemplateInputError, origin: RowOrigin | None) -> DatasetRowError:
+    """A template's refusal as a row error with the same field and reason code, e.g.::
+
+        d.jsonl:3: field 'images': expected one 'images' entry per turn (2: history + query); found 3 entries
+    """
+    if err.expected is not None and err.found is not None:
+        return row_error(origin, err.field, err.expected, err.found, err.reason)
+    return row_error(origin, err.field, f"input the {err.template_type} template accepts", str(err).split(": ", 1)[-1],
+                     err.reason)
+
 
 
 class RowChecker:
@@ -62,9 +82,7 @@ class RowChecker:
 
     # ---- rules ------------------------------------------------------------------------------------------------------
     def _error(self, sample: Sample, field: str, expected: str, found: str, reason: str) -> DatasetRowError:
-        origin = sample.origin
-        return DatasetRowError(origin.source if origin else "<sample>", origin.line if origin else None,
-                               field, expected, found, reason)
+        return row_error(sample.origin, field, expected, found, reason)
 
     def _check_rules(self, sample: Sample) -> None:
         rules, n = self.rules, sample.n_images
@@ -97,8 +115,7 @@ class RowChecker:
         try:
             self.check_template.check(sample.to_example())
         except TemplateInputError as e:
-            message = str(e).split(": ", 1)[-1]
-            raise self._error(sample, e.field, f"input the {e.template_type} template accepts", message, e.reason) from None
+            raise template_row_error(e, sample.origin) from None
 
     def _check_path_refs(self, sample: Sample) -> None:
         """Qwen-VL loads images by path or URL inside the model; the reference must fit in 256 bytes."""
@@ -107,13 +124,15 @@ class RowChecker:
         for i, ref in enumerate(sample.images):
             if ref is None:
                 continue
-            if not isinstance(ref, str) or classify_image_ref(ref) in ("data_uri", "base64"):
-                raise self._error(sample, f"images[{i}]", "a local path or http(s) URL (Qwen-VL reads images by path)",
-                                  show(ref, 40) if isinstance(ref, str) else type(ref).__name__, "image_kind")
-            size = len(ref.encode("utf-8"))
+            size = len(ref.encode("utf-8")) if isinstance(ref, str) else 0
+            kind = classify_image_ref(ref) if isinstance(ref, str) else type(ref).__name__
             if size > QWEN_VL_PATH_BYTES:
-                raise self._error(sample, f"images[{i}]", f"a path of at most {QWEN_VL_PATH_BYTES} UTF-8 bytes (Qwen-VL's "
-                                  "<img> span)", f"{size} bytes", "path_too_long")
+                raise self._error(sample, f"images[{i}]", QWEN_VL_PATH_EXPECTED, f"{size} bytes: {show(ref, 40)}",
+                                  "path_too_long")
+            if kind not in ("path", "url"):
+                raise self._error(sample, f"images[{i}]", QWEN_VL_PATH_EXPECTED,
+                                  f"{kind.replace('_', ' ')} {show(ref, 40)}" if isinstance(ref, str) else kind,
+                                  "image_kind")
 
     def _check_image_files(self, sample: Sample) -> None:
         from .images import image_size
@@ -124,7 +143,7 @@ class RowChecker:
             try:
                 image_size(ref, options=self.image_options)
             except ImageLoadError as e:
-                raise self._error(sample, f"images[{i}]", "a readable image", str(e), f"image_{e.reason}") from None
+                raise self._error(sample, f"images[{i}]", "a readable image", str(e), image_reason(e.reason)) from None
 
     def _check_length(self, sample: Sample) -> None:
         try:
@@ -135,5 +154,4 @@ class RowChecker:
             raise self._error(sample, "<encoded>", f"at most max_length={e.max_length} tokens (truncation_strategy=delete)",
                               f"{e.length} tokens, {e.image_tokens} of them image positions", "too_long") from None
         except TemplateInputError as e:
-            message = str(e).split(": ", 1)[-1]
-            raise self._error(sample, e.field, f"input the {e.template_type} template accepts", message, e.reason) from None
+            raise template_row_error(e, sample.origin) from None

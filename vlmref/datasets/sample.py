@@ -17,14 +17,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RowOrigin:
-    """Where a row was read: the file (or dataset name), its 1-based line (None when unknown) and 0-based index."""
+    """Where a row was read: the file (or dataset name), its 1-based line (None when unknown) and 0-based index
+    (for a named dataset: the row's index in the dataset, whatever ``#N`` picked)::
+
+        str(RowOrigin("d.jsonl", 7, 6)) == "d.jsonl:7";  str(RowOrigin("coco-en-mini", None, 17)) == "coco-en-mini row 17"
+    """
 
     source: str
     line: int | None
     index: int
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}" if self.line is not None else f"{self.source}[{self.index}]"
+        return f"{self.source}:{self.line}" if self.line is not None else f"{self.source} row {self.index}"
 
 
 @dataclass(frozen=True)

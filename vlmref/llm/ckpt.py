@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TokenizerNotFoundError, VlmrefError
+from ..noise import quiet_known_warnings
 
 SFT_ARGS = "sft_args.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -182,7 +183,8 @@ def _attach_adapter(base: Any, folder: Path):
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     dtype = base.dtype
-    model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+    with quiet_known_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing
+        model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
     for module in model.modules():  # adapter weights in the model's dtype, found structurally (not by "lora_" names)
         if isinstance(module, BaseTunerLayer):
             for name in module.adapter_layer_names:

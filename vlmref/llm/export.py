@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..noise import no_deepspeed_import
+from ..utils import chmod_per_umask
 from .ckpt import (
     ADAPTER_SFT_TYPES,
     GENERATION_CONFIG,
@@ -116,8 +118,8 @@ def merge_lora(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; the renamed folder should look like any other
-        merged.save_pretrained(str(tmp), safe_serialization=True)
+        with no_deepspeed_import():  # accelerate would import it (and log "Setting accelerator to CPU")
+            merged.save_pretrained(str(tmp), safe_serialization=True)
         _copy_base_files(base_dir, folder, tmp)
         _copy_tokenizer_files(Path(getattr(tokenizer, "tokenizer_dir", base_dir)), base_dir, tmp)
         _write_side_weights(args["model_type"], merged, base_dir, tmp)
@@ -125,6 +127,7 @@ def merge_lora(
         new_args.update(sft_type="full", dtype=dtype_name(merged.dtype), model_id_or_path=str(out),
                         merged_from=str(folder), base_model_id_or_path=args.get("model_id_or_path"))
         (tmp / SFT_ARGS).write_text(json.dumps(new_args, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        chmod_per_umask(tmp)  # mkdtemp makes 0700 and save_pretrained 0600: the folder should look like any other
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -184,12 +187,6 @@ def _write_side_weights(model_type: str, merged: Any, base_dir: Path, target: Pa
     tower = merged.model.vision_tower.vision_tower.state_dict()
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tower.items()}, str(dest / "model.safetensors"),
               metadata={"format": "pt"})
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:

@@ -15,8 +15,11 @@ when not given on the command line), so the evaluated validation rows are the on
 a given dataset_seed; vlmref restores the split exactly and lets the command line win.
 
 Interactive mode (``eval_human``, the default without a dataset) reads ``<<< `` lines (see ``run_interactive``) and
-appends every turn to ``<ckpt_dir or model dir>/infer_result/<YYYYMMDD-HHMMSS>.jsonl``. Dataset mode writes one line
-per sample (system, query, response, label, history, images) to the same kind of file, atomically.
+appends every turn to ``<ckpt_dir or model dir>/infer_result/<YYYYMMDD-HHMMSS>.jsonl``. Dataset mode appends one line
+per sample (system, query, response, label, history, images) to the same kind of file as soon as it is generated; a
+rerun of a killed run resumes it, skipping the finished rows (``infer_results``). ``--overwrite_generation_config``
+saves the generation config next to the results (``<stem>.generation_config.json``): vlmref never rewrites the
+checkpoint's own files (ms-swift 2.2.0 overwrites ``<ckpt_dir>/generation_config.json``).
 """
 
 from __future__ import annotations
@@ -120,7 +123,8 @@ class InferArguments:
     stop_words: list[str] | None = field(default=None, metadata=_help("extra stop words"))
     stream: bool = field(default=True, metadata=_help("print the response while it is generated"))
     overwrite_generation_config: bool | None = field(
-        default=None, metadata=_help("save the generation config into --ckpt_dir (default: true with --ckpt_dir)"))
+        default=None, metadata=_help("save the generation config next to the results, infer_result/<time>.generation_config.json "
+                                    "(default: true with --ckpt_dir; the checkpoint's own file is never rewritten)"))
     verbose: bool | None = field(default=None, metadata=_help("dataset mode: print every sample (default: < 100 rows)"))
     val_dataset_sample: int | None = field(default=None, metadata=_help("deprecated: first N validation rows"))
     sft_args: dict[str, Any] | None = field(default=None, repr=False, metadata=_help("", cli=False))
@@ -485,9 +489,10 @@ def load_val_samples(args: InferArguments, template: Any) -> list[Any]:
 
 
 def run_dataset(args: InferArguments, model: Any, template: Any, generation_config: Any,
-                jsonl_path: str | None) -> list[dict[str, Any]]:
-    """Generate a response for every validation row; write the results file (atomically, also when interrupted)."""
-    from ..utils import atomic_write_bytes
+                jsonl_path: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Generate a response for every validation row, appending each result line as soon as it is done; a rerun of
+    an unfinished run resumes its file (``infer_results``). Returns the rows (earlier ones included) and the file."""
+    from .infer_results import ResultLog, row_key, save_generation_config
     from .inference import inference
 
     samples = load_val_samples(args, template)
@@ -496,42 +501,46 @@ def run_dataset(args: InferArguments, model: Any, template: Any, generation_conf
     if args.verbose is None:
         args.verbose = len(samples) < 100
     stream = args.stream and args.verbose
-    rows = samples
+    objs = [{"system": template.default_system if s.system is None else s.system, "query": s.query,
+             "response": None, "label": s.response, "history": [list(turn) for turn in s.history],
+             "images": list(s.images)} for s in samples]
+    out = ResultLog(jsonl_path, args, [row_key(o) for o in objs], logger.info)
+    if args.overwrite_generation_config:
+        save_generation_config(generation_config, out.path)
+    result: list[dict[str, Any]] = list(out.done)
+    todo = list(zip(samples, objs, strict=True))[len(out.done):]
+    rows: Any = todo
     if not args.verbose:
         try:
             from tqdm import tqdm
 
-            rows = tqdm(samples)
+            rows = tqdm(todo)
         except ImportError:
             pass
-    result: list[dict[str, Any]] = []
+    complete = False
     try:
-        for sample in rows:
-            system = template.default_system if sample.system is None else sample.system
-            history = [list(turn) for turn in sample.history]
-            images = list(sample.images)
+        for sample, obj in rows:
             if args.verbose and sample.system is not None:
                 print(f"[SYSTEM]{sample.system}")
-            obj: dict[str, Any] = {"system": system, "query": sample.query, "response": None,
-                                   "label": sample.response, "history": history, "images": images}
             try:
-                obj["response"], _ = inference(model, template, sample.query, history, system, images,
-                                               generation_config=generation_config, stop_words=args.stop_words,
-                                               stream=stream, verbose=args.verbose)
+                obj["response"], _ = inference(model, template, sample.query, obj["history"], obj["system"],
+                                               obj["images"], generation_config=generation_config,
+                                               stop_words=args.stop_words, stream=stream, verbose=args.verbose)
             except (VlmrefError, ValueError, OSError) as err:
                 obj["error"] = f"{type(err).__name__}: {err}"
                 logger.warning(f"{sample.where}: {obj['error']}")
+            out.write(obj)
             result.append(obj)
             if args.verbose:
                 print()
                 print(f"[LABELS]{sample.response}")
-                if images:
-                    print(f"[IMAGES]{images}")
+                if obj["images"]:
+                    print(f"[IMAGES]{obj['images']}")
                 print(DASHES, flush=True)
+        complete = True
     finally:
-        if jsonl_path is not None and result:
-            atomic_write_bytes(jsonl_path, "".join(_json_line(o) for o in result).encode("utf-8"))
-    return result
+        out.close(complete)
+    return result, out.path
 
 
 # ---- entry -----------------------------------------------------------------------------------------------------------
@@ -542,13 +551,15 @@ def llm_infer(args: InferArguments, input_fn: Callable[[str], str] | None = None
     logger.info(f"args: {args}")
     seed_everything(args.seed, verbose=False)
     model, template, generation_config = prepare_model_template(args)
-    if args.overwrite_generation_config and args.ckpt_dir is not None:
-        generation_config.save_pretrained(args.ckpt_dir)
     jsonl_path = result_path(args, model)
     if args.eval_human:
         result = run_interactive(args, model, template, generation_config, jsonl_path, input_fn)
+        if args.overwrite_generation_config and jsonl_path is not None and os.path.exists(jsonl_path):
+            from .infer_results import save_generation_config
+
+            save_generation_config(generation_config, jsonl_path)
     else:
-        result = run_dataset(args, model, template, generation_config, jsonl_path)
+        result, jsonl_path = run_dataset(args, model, template, generation_config, jsonl_path)
     if jsonl_path is not None and os.path.exists(jsonl_path):
         logger.info(f"save_result_path: {jsonl_path}")
     else:

@@ -16,6 +16,7 @@ relaunched; other commands ignore these variables, as in ms-swift.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -53,5 +54,5 @@ def maybe_relaunch(module: str, argv: list[str]) -> int | None:
     if not use_torchrun() or launched_by_torchrun():
         return None
     cmd = torchrun_command(module, argv)
-    print(f"run sh: `{' '.join(cmd)}`", flush=True)
+    print(f"run sh: `{shlex.join(cmd)}`", flush=True)  # quoted: `--system ''` shows as given
     return subprocess.run(cmd).returncode

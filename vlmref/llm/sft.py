@@ -7,11 +7,13 @@
     result = llm_sft(parse_sft_args(['--model_type', 'qwen-vl-chat', '--dataset', 'coco-en-mini-sample#4']))
     result['last_model_checkpoint']   # output/qwen-vl-chat/v0-20260101-120000/checkpoint-1
 
-The run, in order: distributed setup (torchrun env; gloo on CPU, nccl on GPU; DeepSpeed's communicator with
-``--deepspeed``) -> run dir ``<output_dir>/<model_type>/v<N>-<YYYYMMDD-HHMMSS>`` -> model and tokenizer
+The run, in order: installed packages -> distributed setup (torchrun env; gloo on CPU, nccl on GPU; DeepSpeed's
+communicator with ``--deepspeed``) -> the checks that need no model (``sft_precheck``: paths; every row's format,
+rules, markup and images, ms-swift's train/val split; the hub snapshot) -> model and tokenizer
 (``get_model_tokenizer``, dtype per ``--dtype``, ``device_map`` as ms-swift sft.py L44-62) -> LoRA (peft, targets
-resolved and logged) or full -> gradient checkpointing -> datasets (``load_dataset``: ms-swift's train/val split; the
-report is printed) -> the first sample printed with its label mask -> training.
+resolved and logged) or full -> gradient checkpointing -> the length check (not under ``none``; the report is
+printed) -> the first sample printed with its label mask -> run dir ``<output_dir>/<model_type>/v<N>-<stamp>`` ->
+training.
 
 The training loop is vlmref's own (no HF Trainer):
 
@@ -75,6 +77,7 @@ from .dist import (  # noqa: F401  (re-exported: tests and tools import them fro
     get_dist_setting,
     init_distributed,
 )
+from .safe_state import load_plain, load_rng_state
 from .sft_args import SftArgumentError, SftArguments
 from .sft_checkpoint import (  # noqa: F401
     CHECKPOINT_RE,
@@ -454,13 +457,19 @@ class SftRun:
         import torch
 
         from ..utils import seed_everything
+        from .sft_precheck import check_extras, check_local_paths, precheck_rows, resolve_model_source
 
         args, dist = self.args, self.dist
+        check_extras(args.sft_type, args.deepspeed)
+        check_local_paths(args)
         init_distributed(args, dist, self.log)
         args.resolve(dist.world_size, dist.rank, log=self.log)
         seed_everything(args.seed, verbose=False)
         self.log(f"Global seed set to {args.seed}")
         self.device = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
+        # everything else that needs no model first: every row's format/rules/images, the hub (see sft_precheck)
+        self.data = precheck_rows(args, self.log, quiet=not dist.is_master)
+        resolve_model_source(args, self.log)
         self._load_model()
         self._load_data()
         # made once the model and the first sample are known to work (a run that fails earlier leaves no folder)
@@ -541,13 +550,16 @@ class SftRun:
         config = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout_p,
                             target_modules=args.lora_target_regex or targets, bias=args.lora_bias_trainable,
                             task_type="CAUSAL_LM")
-        return get_peft_model(model, config)
+        from ..noise import quiet_known_warnings
+
+        with quiet_known_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing
+            return get_peft_model(model, config)
 
     def _load_data(self) -> None:
-        from ..datasets.loader import load_dataset
         from ..datasets.rules import RowChecker
         from ..templates import get_template
         from .inference import profile_tokenizer, template_kwargs_for
+        from .sft_precheck import check_split_lengths
 
         args = self.args
         self.tokenizer = profile_tokenizer(self.tokenizer, args.template_type, args.template_profile)
@@ -555,14 +567,9 @@ class SftRun:
                                      max_length=args.max_length, truncation_strategy=args.truncation_strategy,
                                      max_length_counts_images=args.max_length_counts_images,
                                      profile=args.template_profile, **template_kwargs_for(args.model_type, self.model))
-        common = {"check_dataset_strategy": args.check_dataset_strategy, "dataset_seed": args.dataset_seed,
-                  "template": self.template}
-        loaded = load_dataset(args.dataset, args.model_type, dataset_test_ratio=args.dataset_test_ratio, **common)
+        # the rows were checked before the model loaded; the tokenized length needs the tokenizer (none: on encode)
+        loaded = check_split_lengths(self.data, self.template, args, quiet=not self.dist.is_master)
         self.train, self.val = loaded.train, loaded.val
-        if args.val_dataset:
-            extra = load_dataset(args.val_dataset, args.model_type, dataset_test_ratio=1.0, **common)
-            self.val = extra.val
-            loaded.report.splits["val"] = len(self.val)
         self.log(loaded.report.summary())
         self.dataset_report = loaded.report
         if not self.train:
@@ -576,9 +583,9 @@ class SftRun:
             self.log("first training sample:\n" + format_example(first, self.tokenizer))
 
     def encode(self, sample: Any) -> dict[str, Any]:
-        from ..datasets.loader import encode_sample
+        from .sft_precheck import encode_row
 
-        return encode_sample(self.template, sample, self.checker)
+        return encode_row(self.template, sample, self.checker)
 
     def _prepare_optimization(self) -> None:
         import torch
@@ -626,8 +633,6 @@ class SftRun:
 
     # -- resume ----------------------------------------------------------------------------------------------------
     def _resume(self) -> dict[str, Any] | None:
-        import torch
-
         args, dist = self.args, self.dist
         ckpt = args.resume_from_checkpoint
         state_path = os.path.join(ckpt, "trainer_state.json")
@@ -651,13 +656,13 @@ class SftRun:
         if self.engine is None:
             opt_path, sch_path = os.path.join(ckpt, "optimizer.pt"), os.path.join(ckpt, "scheduler.pt")
             if os.path.isfile(opt_path):
-                self.optimizer.load_state_dict(torch.load(opt_path, map_location="cpu", weights_only=False))
+                self.optimizer.load_state_dict(load_plain(opt_path))
             else:
                 self.log(f"warning: {ckpt} has no optimizer.pt (saved with --save_only_model true, ms-swift's default "
                          "for full): the AdamW moments restart from zero, so the losses will differ from an "
                          "uninterrupted run; train with --save_only_model false for an exact resume")
             if os.path.isfile(sch_path):
-                self.scheduler.load_state_dict(torch.load(sch_path, map_location="cpu", weights_only=False))
+                self.scheduler.load_state_dict(load_plain(sch_path))
             else:
                 for _ in range(saved["global_step"]):
                     self.scheduler.step()
@@ -675,7 +680,7 @@ class SftRun:
         if not os.path.isfile(rng_path):
             self.log(f"warning: {rng_path} missing: dropout and other random draws will differ from the original run")
             return None
-        return torch.load(rng_path, map_location="cpu", weights_only=False)
+        return load_rng_state(rng_path)
 
     def _check_resume_compatible(self, saved: dict[str, Any]) -> None:
         args = self.args
@@ -801,12 +806,22 @@ class SftRun:
         return float(self.scheduler.get_last_lr()[0])
 
     def _train(self) -> dict[str, Any]:
-        args, plan, st = self.args, self.plan, self.state
+        st = self.state
         self._run_loss_sum, self._run_steps = 0.0, 0
         self._start = time.time()
         self._started_at_step = st.global_step
         self._bar = self._progress_bar()
         self.forward_module.train()
+        try:
+            self._train_loop()
+        finally:  # an error is printed after the bar, never inside it
+            if self._bar is not None:
+                self._bar.close()
+                self.log.bar = None
+        return self._finish()
+
+    def _train_loop(self) -> None:
+        args, plan, st = self.args, self.plan, self.state
         while st.global_step < plan.max_steps:
             t0 = time.time()
             grad_norm = self._train_step(st.global_step)
@@ -823,10 +838,6 @@ class SftRun:
                 evaluated = self._evaluate()
             if args.save_strategy == "steps" and (step % args.save_steps == 0 or final):
                 self._save(evaluated)
-        if self._bar is not None:
-            self._bar.close()
-            self.log.bar = None
-        return self._finish()
 
     def _progress_bar(self):
         if not self.dist.is_master or self.args.disable_tqdm:

@@ -381,9 +381,21 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
+def _single_value_flags() -> set[str]:
+    hints = typing.get_type_hints(SftArguments)
+    out = set()
+    for f in dataclasses.fields(SftArguments):
+        kinds = [k for k in typing.get_args(hints[f.name]) if k is not type(None)] or [hints[f.name]]
+        if kinds[0] is not bool and typing.get_origin(kinds[0]) is not list:
+            out.add(f"--{f.name}")
+    return out
+
+
 def clean_argv(argv: list[str]) -> list[str]:
-    """Drop blank arguments (``'\\ '`` at the end of a shell line) that a copied seed command passes."""
-    return [a for a in argv if a.strip()]
+    """Drop blank arguments (``'\\ '`` at the end of a shell line) that a copied seed command passes; a blank that is
+    a flag's value is kept: ``['--system', '', ' ']`` -> ``['--system', '']`` (no system prompt)."""
+    single = _single_value_flags()
+    return [a for i, a in enumerate(argv) if a.strip() or (i > 0 and argv[i - 1] in single)]
 
 
 def args_from_namespace(ns: argparse.Namespace, log: Any = print) -> SftArguments:
@@ -400,12 +412,36 @@ def parse_sft_args(argv: list[str] | None = None, log: Any = print) -> SftArgume
     argv = clean_argv(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     if argv and argv[0].endswith(".json") and not argv[0].startswith("-"):
-        with open(argv[0], encoding="utf-8") as f:
-            parser.set_defaults(**json.load(f))
+        parser.set_defaults(**read_args_file(argv[0], parser))
         argv = argv[1:]
     ns, unknown = parser.parse_known_args(argv)
     check_unknown(unknown, parser)
     return args_from_namespace(ns, log)
+
+
+def read_args_file(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """A JSON object of flag values (``{"model_type": "qwen-vl-chat", "dataset": ["d.jsonl"]}``) -> parser defaults."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise SftArgumentError(f"{path}: cannot read the arguments file ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise SftArgumentError(f"{path}:{e.lineno}: expected a JSON object of flag values; found invalid JSON "
+                               f"({e.msg})") from None
+    if not isinstance(data, dict):
+        raise SftArgumentError(f"{path}: expected a JSON object of flag values; found a {type(data).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in IGNORED_FLAGS:
+            out[f"ignored__{key}"] = [str(value)]
+            continue
+        try:
+            check_unknown([f"--{key}"] if not any(a.dest == key for a in parser._actions) else [], parser)
+        except SftArgumentError as e:
+            raise SftArgumentError(f"{path}: key {key!r}: {str(e).split(': ', 1)[-1]}") from None
+        out[key] = value
+    return out
 
 
 def check_unknown(unknown: list[str], parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,9 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..utils import chmod_per_umask
 from .dist import DistSetting, _barrier
+from .safe_state import save_rng_state
 
 if TYPE_CHECKING:
     from .sft import SftRun
@@ -143,7 +145,7 @@ class CheckpointWriter:
             if run.engine.zero_optimization_stage() == 3:
                 state_dict = run.engine._zero3_consolidated_16bit_state_dict(
                     exclude_frozen_parameters=args.sft_type == "lora")
-        torch.save(get_rng_state(), os.path.join(tmp, rng_file(dist)))
+        save_rng_state(os.path.join(tmp, rng_file(dist)))  # tensors and numbers only (safe_state)
         if dist.is_master:
             self._write_model(tmp, state_dict)
             if run.engine is None and not args.save_only_model:
@@ -154,6 +156,7 @@ class CheckpointWriter:
             run._write_json(os.path.join(tmp, "trainer_state.json"), run.trainer_state())
         _barrier()
         if dist.is_master:
+            chmod_per_umask(tmp)  # save_pretrained writes 0600 files: checkpoints get the umask's modes
             _fsync_tree(tmp)
             if os.path.exists(final_dir):  # only when a run dir is reused (--add_output_dir_suffix false)
                 remove_dir_atomically(final_dir)

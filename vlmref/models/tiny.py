@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..noise import no_deepspeed_import
+from ..utils import chmod_per_umask
 from .registry import MODELS
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -85,7 +87,8 @@ def create_tiny_checkpoint(
         torch.manual_seed(seed)
         model = spec.model_class(config)
         model.eval()
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        with no_deepspeed_import():  # accelerate would import it (and log "Setting accelerator to CPU")
+            model.save_pretrained(str(tmp), safe_serialization=True)
         _write_json(tmp / "generation_config.json", {
             "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id, "max_new_tokens": 64,
@@ -96,6 +99,7 @@ def create_tiny_checkpoint(
             "tokenizer_source": str(source) if source is not None else "vlmref.models.fallback_tokenizer (stand-in)",
             "generator": "vlmref create-tiny",
         })
+        chmod_per_umask(tmp)  # mkdtemp makes 0700 and save_pretrained 0600: like any folder the user makes
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

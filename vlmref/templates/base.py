@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import SequenceTooLongError, TemplateInputError
 from .media import MediaContext, ModelSideMedia, get_media_step
@@ -28,9 +28,9 @@ TruncationStrategy = Literal["delete", "truncation_left"]
 _SEGMENT_CACHE = 4096  # distinct segment texts kept per template (the constant ones recur in every sample)
 
 
-@dataclass(frozen=True)
-class Segment:
-    """One unit of the context list after merging: text, literal ids, or an image slot, with its loss flag."""
+class Segment(NamedTuple):
+    """One unit of the context list after merging: text, literal ids, or an image slot, with its loss flag.
+    (A NamedTuple: immutable like a frozen dataclass, and several times cheaper to build, ~10 per encode.)"""
 
     value: str | tuple[int, ...] | ImageSlot
     loss: bool
@@ -287,10 +287,12 @@ class Template:
         if query is None:
             query = ""
         if not isinstance(query, str):
-            raise TemplateInputError(t, "query", f"expected a string, got {type(query).__name__}", "wrong_type")
+            raise TemplateInputError(t, "query", f"expected a string, got {type(query).__name__}", "wrong_type",
+                                     expected="a string", found=type(query).__name__)
         response = example.get("response")
         if response is not None and not isinstance(response, str):
-            raise TemplateInputError(t, "response", f"expected a string or None, got {type(response).__name__}", "wrong_type")
+            raise TemplateInputError(t, "response", f"expected a string or None, got {type(response).__name__}",
+                                     "wrong_type", expected="a string or None", found=type(response).__name__)
         history = example.get("history") or []
         for i, turn in enumerate(history):
             if not isinstance(turn, (list, tuple)) or len(turn) != 2 or not all(isinstance(x, str) for x in turn):
@@ -329,13 +331,10 @@ class Template:
             return query, history, images
         if self.meta.infer_media_type == "round":
             if len(images) != len(history) + 1:
-                raise TemplateInputError(
-                    t,
-                    "images",
-                    f"expected one entry per turn ({len(history) + 1}: history + query), got {len(images)}; "
-                    "use None for a turn without an image, or write <image> tags in the text",
-                    "images_per_turn",
-                )
+                expected = (f"one entry per turn in 'images' ({len(history) + 1}: history + query; None for a turn "
+                            "without an image), or <image> tags in the text")
+                raise TemplateInputError(t, "images", f"expected {expected}; got {len(images)}", "images_per_turn",
+                                         expected=expected, found=f"{len(images)} entries")
             for turn, image in zip(history, images, strict=False):
                 if image:
                     turn[0] = IMAGE_TAG + turn[0]

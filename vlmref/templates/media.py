@@ -16,12 +16,13 @@ yi-vl templates leave one marker per image for the model; ``ModelSideMedia`` exp
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ImageLoadError, TemplateInputError
 from .image_tokens import LLAVA_NEXT_GRID_PINPOINTS, llava_next_image_tokens, xcomposer2_5_image_tokens
+from .inline_images import EXPECTED as INLINE_EXPECTED
+from .inline_images import InlineMarkupError, find_inline_images, replace_inline_images, user_turn_fields
 from .meta import TemplateMeta
 
 IMAGE_SENTINEL = -200  # LLaVA's IMAGE_TOKEN_INDEX: an id no embedding has, so a missed image fails loudly
@@ -63,15 +64,20 @@ class MediaContext:
         )
 
 
-def image_hw(image: Any, media_root: str | None, template_type: str) -> tuple[int, int]:
+def image_hw(image: Any, media_root: str | None, template_type: str, index: int | None = None) -> tuple[int, int]:
     """(height, width) of any image reference (path, URL, base64, data URI, PIL image), from the header only and
-    after EXIF rotation (see ``vlmref.datasets.images.image_size``); relative paths are read under ``media_root``."""
+    after EXIF rotation (see ``vlmref.datasets.images.image_size``); relative paths are read under ``media_root``.
+
+    An unreadable image is a ``TemplateInputError`` on field ``images[index]`` with reason ``image_<why>``
+    (``image_missing``, ``image_corrupt``, ...): the code ``check-data`` gives the same image."""
     from ..datasets.images import image_size
 
     try:
         return image_size(image, base_dir=media_root)
     except ImageLoadError as err:
-        raise TemplateInputError(template_type, "images", str(err)) from err
+        field_name = "images" if index is None else f"images[{index}]"
+        raise TemplateInputError(template_type, field_name, str(err), f"image_{err.reason}",
+                                 expected="a readable image", found=str(err)) from err
 
 
 def token_id_of(tokenizer: Any, token: str, template_type: str) -> int:
@@ -121,8 +127,25 @@ class MediaStep:
         return out
 
 
+QWEN_VL_PATH_BYTES = 256  # the Qwen-VL tokenizer's IMG_TOKEN_SPAN: an image reference fills 256 byte ids
+
+
 class QwenVLMedia(MediaStep):
-    """Images are ``<img>PATH</img>`` text; the Qwen-VL tokenizer makes them 258 ids. Spans are read from the ids."""
+    """Images are ``<img>PATH</img>`` text; the Qwen-VL tokenizer makes them 258 ids. Spans are read from the ids.
+
+    Inline markup is checked before tokenizing (``inline_markup_error``), and every path must fit the 256-byte span,
+    so a malformed row is a ``TemplateInputError`` (``image_markup`` / ``path_too_long``), not the tokenizer's bare
+    ``ValueError``."""
+
+    def collect_inline_images(self, query, history, images):
+        t = self.meta.template_type
+        for field_name, text in zip(user_turn_fields(len(history)), [q for q, _ in history] + [query], strict=True):
+            for _start, _end, path in inline_images_or_error(text, t, field_name):
+                _check_path_bytes(path, t, field_name)
+        for i, image in enumerate(images):
+            if isinstance(image, str):
+                _check_path_bytes(image, t, f"images[{i}]")
+        return query, history, images, []
 
     def expand(self, ctx: MediaContext) -> MediaContext:
         start_id = self.tokenizer.convert_tokens_to_ids("<img>")
@@ -159,26 +182,54 @@ class CogVLMMedia(MediaStep):
         return MediaContext(ids, labels, images=ctx.images, spans=[(1, n)], token_extras={"token_type_ids": ttype})
 
 
-_IMG_TAG = re.compile(r"<img>(.+?)</img>")
+QWEN_VL_PATH_EXPECTED = (f"a local path or http(s) URL of at most {QWEN_VL_PATH_BYTES} UTF-8 bytes (Qwen-VL reads "
+                         "images by path; the reference fills its 256-byte <img> span)")
 
 
-def _take_inline_images(query: str, history: list[list[str]], replacement: str):
-    """ms-swift's ``replace_img_tag``: every ``<img>PATH</img>`` in the user turns becomes ``replacement``."""
+def _check_path_bytes(path: str, template_type: str, field_name: str) -> None:
+    size = len(path.encode("utf-8"))
+    if size > QWEN_VL_PATH_BYTES:
+        found = f"{size} bytes: {path[:37] + '...' if len(path) > 40 else path!r}"
+        raise TemplateInputError(template_type, field_name, f"expected {QWEN_VL_PATH_EXPECTED}; found {found}",
+                                 "path_too_long", expected=QWEN_VL_PATH_EXPECTED, found=found)
+
+
+def inline_markup_error(err: InlineMarkupError, template_type: str, field_name: str) -> TemplateInputError:
+    """The named error for malformed ``<img>`` markup in one user turn (reason ``image_markup``)."""
+    return TemplateInputError(template_type, field_name, f"expected {INLINE_EXPECTED}; found {err}", "image_markup",
+                              expected=INLINE_EXPECTED, found=str(err))
+
+
+def inline_images_or_error(text: str, template_type: str, field_name: str) -> list[tuple[int, int, str]]:
+    try:
+        return find_inline_images(text)
+    except InlineMarkupError as err:
+        raise inline_markup_error(err, template_type, field_name) from None
+
+
+def _take_inline_images(query: str, history: list[list[str]], replacement: str, template_type: str):
+    """ms-swift's ``replace_img_tag``: every ``<img>PATH</img>`` in the user turns becomes ``replacement``; malformed
+    markup (which ms-swift's regex leaves in the text) is a ``TemplateInputError`` naming the turn."""
     found: list[str] = []
+    fields = user_turn_fields(len(history))
 
-    def take(text: str) -> str:
-        found.extend(_IMG_TAG.findall(text))
-        return _IMG_TAG.sub(replacement, text)
+    def take(text: str, field_name: str) -> str:
+        try:
+            text, paths = replace_inline_images(text, replacement)
+        except InlineMarkupError as err:
+            raise inline_markup_error(err, template_type, field_name) from None
+        found.extend(paths)
+        return text
 
-    history = [[take(q), r] for q, r in history]
-    return take(query), history, found
+    history = [[take(q, fields[i]), r] for i, (q, r) in enumerate(history)]
+    return take(query, "query"), history, found
 
 
 class XComposer2Media(MediaStep):
     """``<img>PATH</img>`` in user text become image slots (ms-swift's regex); ``im_mask`` marks image rows."""
 
     def collect_inline_images(self, query, history, images):
-        query, history, found = _take_inline_images(query, history, "<image>")
+        query, history, found = _take_inline_images(query, history, "<image>", self.meta.template_type)
         if found and any(images):
             raise TemplateInputError(
                 self.meta.template_type, "images", "inline <img> tags and an images column in one sample are ambiguous; use one"
@@ -188,7 +239,7 @@ class XComposer2Media(MediaStep):
     def counts(self, ctx: MediaContext) -> list[int]:
         if self.meta.media == "xcomposer2_5":
             hd_num = int(self.options.get("hd_num", 24 if len(ctx.images) <= 1 else 6))
-            sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type) for _, i in ctx.slots]
+            sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type, i) for _, i in ctx.slots]
             return [xcomposer2_5_image_tokens(h, w, hd_num=hd_num) for h, w in sizes]
         return [int(self.options.get("image_tokens", 256))] * len(ctx.slots)
 
@@ -217,7 +268,7 @@ class LlavaNextMedia(MediaStep):
         if image_id is None:
             image_id = token_id_of(self.tokenizer, "<image>", self.meta.template_type)
         pinpoints = self.options.get("image_grid_pinpoints", LLAVA_NEXT_GRID_PINPOINTS)
-        sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type) for _, i in ctx.slots]
+        sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type, i) for _, i in ctx.slots]
         counts = [llava_next_image_tokens(h, w, pinpoints=pinpoints) for h, w in sizes]
         out = self._repeat_slots(ctx, counts, int(image_id), None)
         out.image_extras["image_sizes"] = [[h, w] for h, w in sizes]
@@ -253,7 +304,7 @@ class SwiftXComposer2Media(MediaStep):
     """
 
     def collect_inline_images(self, query, history, images):
-        query, history, found = _take_inline_images(query, history, "</s>")
+        query, history, found = _take_inline_images(query, history, "</s>", self.meta.template_type)
         return query, history, images, found
 
     def expand(self, ctx: MediaContext) -> MediaContext:

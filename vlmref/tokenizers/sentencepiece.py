@@ -24,6 +24,7 @@ from typing import Any
 from transformers import AddedToken
 from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
+from ..noise import drop_sentencepiece_nul_piece_warning
 from .loader import added_tokens_from_config, read_tokenizer_config, token_content
 
 _DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None}
@@ -91,7 +92,8 @@ class SentencePieceTokenizer(SentencePieceBackend):
                 proto.ParseFromString(proto_bytes)
                 proto.normalizer_spec.add_dummy_prefix = False
                 plain = spm.SentencePieceProcessor()
-                plain.LoadFromSerializedProto(proto.SerializeToString())
+                with drop_sentencepiece_nul_piece_warning():
+                    plain.LoadFromSerializedProto(proto.SerializeToString())
                 self._sp_plain = plain
         return self._sp_plain
 
@@ -179,8 +181,9 @@ def load_sentencepiece(path: Path, prefix_policy: str = "sentencepiece") -> Sent
     for key in ("clean_up_tokenization_spaces", "model_max_length", "padding_side", "chat_template"):
         if key in cfg:
             kwargs[key] = cfg[key]
-    deferred = _defer_recorded_specials(model, cfg, kwargs)
-    tok = SentencePieceTokenizer(str(model), prefix_policy=prefix_policy, **kwargs)
+    with drop_sentencepiece_nul_piece_warning():  # InternLM2's tokenizer.model: "Piece at index 354 is a null ..."
+        deferred = _defer_recorded_specials(model, cfg, kwargs)
+        tok = SentencePieceTokenizer(str(model), prefix_policy=prefix_policy, **kwargs)
     _restore_added_tokens(tok, cfg)
     for key, content in deferred.items():
         setattr(tok, key, content)
