@@ -37,3 +37,24 @@ def tokenizers_root() -> Path:
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     return GOLDEN
+
+
+@pytest.fixture
+def fake_torchrun(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """NPROC_PER_NODE=2 outside torchrun, with ``subprocess.run`` of the relaunch recorded instead of run:
+    ``fake_torchrun['cmd']`` is the torchrun command line the last relaunch built."""
+    import subprocess
+
+    from vlmref.llm import launch
+
+    seen: dict = {}
+
+    def fake_run(cmd, *a, **k):
+        seen["cmd"] = cmd
+        return subprocess.CompletedProcess(cmd, 0)
+
+    for key in ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NPROC_PER_NODE", "2")
+    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+    return seen

@@ -205,7 +205,7 @@ def test_fill_deepspeed_config() -> None:
 
 
 # ---- launch, model kwargs, run dir -------------------------------------------------------------------------------
-def test_torchrun_relaunch_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchrun_relaunch_command(monkeypatch: pytest.MonkeyPatch, fake_torchrun: dict) -> None:
     env = {"NPROC_PER_NODE": "2", "MASTER_PORT": "29501", "NNODES": "1", "NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
     cmd = launch.torchrun_command("vlmref.cli.sft", ["--model_type", "qwen-vl-chat"], env)
     assert cmd[1:] == ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29501", "--nnodes",
@@ -213,16 +213,7 @@ def test_torchrun_relaunch_command(monkeypatch: pytest.MonkeyPatch) -> None:
                        "qwen-vl-chat"]
     assert not launch.use_torchrun({}) and launch.use_torchrun({"NNODES": "2"})
     assert launch.launched_by_torchrun({"TORCHELASTIC_RUN_ID": "x"}) and not launch.launched_by_torchrun({})
-    seen = {}
-
-    def fake_run(cmd, *a, **k):
-        seen["cmd"] = cmd
-        return subprocess.CompletedProcess(cmd, 0)
-
-    for key in ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "WORLD_SIZE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("NPROC_PER_NODE", "2")
-    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+    seen = fake_torchrun
     from vlmref.cli import sft as cli_sft
 
     argv = ["--model_type", "qwen-vl-chat", "--dataset", "coco-en-mini-sample#4", " "]

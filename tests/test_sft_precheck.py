@@ -19,7 +19,7 @@ from sft_worker import REPO, cli_env, free_port
 
 from vlmref.cli import sft as cli_sft
 from vlmref.cli.main import main
-from vlmref.llm import launch, sft_precheck
+from vlmref.llm import sft_precheck
 from vlmref.llm.sft_args import clean_argv, parse_sft_args
 
 LLAVA = "llava1d6-mistral-7b-instruct"
@@ -181,17 +181,8 @@ def test_sft_length_check_states_the_same_rule(tokenizers_root, tmp_path):
 
 
 # ---- 8. the torchrun relaunch keeps empty arguments ---------------------------------------------------------------
-def test_relaunch_argv_keeps_empty_and_dash_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = {}
-
-    def fake_run(cmd, *a, **k):
-        seen["cmd"] = cmd
-        return subprocess.CompletedProcess(cmd, 0)
-
-    for key in ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "WORLD_SIZE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("NPROC_PER_NODE", "2")
-    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+def test_relaunch_argv_keeps_empty_and_dash_values(fake_torchrun: dict) -> None:
+    seen = fake_torchrun
     for entry in (lambda argv: main(["sft", *argv]), cli_sft.main):  # the namespace rebuild and the raw argv
         assert entry(["--model_type", LLAVA, "--dataset", "d.jsonl", "--system", "", "--lora_target_regex=-x", " "]) == 0
         child = seen["cmd"][seen["cmd"].index("vlmref.cli.sft") + 1:]
