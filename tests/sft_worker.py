@@ -47,6 +47,16 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+class RunsCode:
+    """Unpickling this runs code (writes ``marker``): what a checkpoint must never be able to do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
+
+
 def run_cli(argv: list[str], timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
     """``python -m vlmref.cli.sft argv`` in a subprocess (``env`` adds variables, e.g. NPROC_PER_NODE)."""
     return subprocess.run([sys.executable, "-m", "vlmref.cli.sft", *argv], cwd=str(REPO), env=cli_env(**env),

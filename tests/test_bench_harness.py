@@ -183,7 +183,7 @@ def test_without_cuda_the_cli_exits_2_and_points_at_the_alternatives() -> None:
 @pytest.mark.parametrize("argv", [
     ["--documented", "--model_type", "qwen-vl-chat", "--mode", "infer"],
     ["--model_type", "qwen-vl-chat"],  # no --mode
-    ["--model_type", "qwen-vl-chat", "--mode", "infer", "--deepspeed", "zero2"],  # ScenarioError
+    ["--model_type", "qwen-vl-chat", "--mode", "infer", "--deepspeed", "default-zero2"],  # ScenarioError
     ["--documented", "--only", "no-such/key"],
     ["--model_type", "no-such-model", "--mode", "infer"],
     ["--model_type", "qwen-vl-chat", "--mode", "sft", "--steps", "1", "--device", "cpu"],
@@ -342,7 +342,7 @@ def test_documented_world_size_scenarios_are_skipped_with_the_torchrun_command(t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [[], ["--deepspeed", "zero2"]], ids=["ddp", "zero2"])
+@pytest.mark.parametrize("extra", [[], ["--deepspeed", "default-zero2"]], ids=["ddp", "zero2"])
 def test_cpu_tiny_bench_under_torchrun(extra: list[str], tmp_path: Path) -> None:
     """Two gloo processes: DDP, and DeepSpeed ZeRO-2 with ms-swift's config; rank 0 writes both ranks' devices."""
     out = tmp_path / "bench.json"
@@ -356,4 +356,4 @@ def test_cpu_tiny_bench_under_torchrun(extra: list[str], tmp_path: Path) -> None
     assert row["status"] == "ok", row["message"]
     assert sorted(row["per_device"]) == ["rank0/cpu", "rank1/cpu"]
     assert row["peak_reserved_gib"] == max(d["reserved_gib"] for d in row["per_device"].values()) > 0
-    assert row["tokens_per_second"] > 0 and row["scenario"]["deepspeed"] == (extra[1] if extra else None)
+    assert row["tokens_per_second"] > 0 and row["scenario"]["deepspeed"] == ("zero2" if extra else None)

@@ -12,21 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sft_worker import memorise_jsonl, read_jsonl, tiny_checkpoint, train_records
+from sft_worker import RunsCode, memorise_jsonl, read_jsonl, tiny_checkpoint, train_records
 
-from vlmref.llm.safe_state import CheckpointStateError, load_plain, load_rng_state, save_rng_state
+from vlmref.llm.safe_state import (
+    CheckpointStateError,
+    SafeCheckpointEngine,
+    load_plain,
+    load_rng_state,
+    safe_deepspeed_loads,
+    save_rng_state,
+)
 from vlmref.llm.sft_checkpoint import get_rng_state, set_rng_state
 from vlmref.utils import current_umask
-
-
-class _Evil:
-    """Unpickling this runs code (writes ``marker``): what a checkpoint must never be able to do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
 
 
 def _draws() -> tuple:
@@ -59,7 +56,7 @@ def test_code_in_a_state_file_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "ran.txt"
     for name in ("optimizer.pt", "rng_state.pth"):
         path = tmp_path / name
-        torch.save({"state": {}, "param_groups": [], "x": _Evil(marker)}, path)
+        torch.save({"state": {}, "param_groups": [], "x": RunsCode(marker)}, path)
         loader = load_rng_state if name.startswith("rng") else load_plain
         with pytest.raises(CheckpointStateError, match=rf"{name}: not plain tensors and numbers .*builtins\.exec"):
             loader(str(path))
@@ -70,6 +67,45 @@ def test_code_in_a_state_file_is_refused(tmp_path: Path) -> None:
     torch.save({"python": 1}, tmp_path / "partial.pth")
     with pytest.raises(CheckpointStateError, match="not an RNG state"):
         load_rng_state(str(tmp_path / "partial.pth"))
+
+
+def test_deepspeed_state_loads_as_plain_data(tmp_path: Path) -> None:
+    """What DeepSpeed writes into global_step*/ (its loss scaler, stage enum and slice records) loads with
+    weights_only=True through the wrapped engine; its own engine would unpickle anything, code included."""
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.checkpoint_engine import TorchCheckpointEngine
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    class Engine:  # the attribute deepspeed.DeepSpeedEngine.load_checkpoint reads its files through
+        checkpoint_engine = TorchCheckpointEngine()
+
+    engine = Engine()
+    state = {"optimizer_state_dict": {"loss_scaler": LossScaler(1.0), "dynamic": DynamicLossScaler(2.0 ** 16, 2, 1, 2, False),
+                                      "zero_stage": ZeroStageEnum.gradients, "partition_count": [2],
+                                      "param_slice_mappings": [{"w": fragment_address(numel=4, start=0)}],
+                                      "base_optimizer_state": {"state": {0: {"exp_avg": torch.ones(2)}}}},
+             "ds_version": "0.19.0", "param_shapes": [{"w": torch.Size([2, 2])}]}
+    engine.checkpoint_engine.save(state, str(tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt"))
+    safe_deepspeed_loads(engine)
+    safe_deepspeed_loads(engine)  # idempotent: wrapped once
+    assert isinstance(engine.checkpoint_engine, SafeCheckpointEngine)
+    assert not isinstance(engine.checkpoint_engine._inner, SafeCheckpointEngine)
+    back = engine.checkpoint_engine.load(str(tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt"),
+                                         map_location=lambda storage, loc: storage)
+    opt = back["optimizer_state_dict"]
+    assert opt["zero_stage"] is ZeroStageEnum.gradients and opt["loss_scaler"].cur_scale == 1.0
+    assert opt["param_slice_mappings"][0]["w"] == fragment_address(numel=4, start=0)
+    assert torch.equal(opt["base_optimizer_state"]["state"][0]["exp_avg"], torch.ones(2))
+    assert back["param_shapes"][0]["w"] == torch.Size([2, 2])
+
+    marker = tmp_path / "ran.txt"
+    engine.checkpoint_engine.save({"x": RunsCode(marker)}, str(tmp_path / "mp_rank_00_model_states.pt"))
+    with pytest.raises(CheckpointStateError, match=r"mp_rank_00_model_states.pt: not plain tensors and numbers \(it asks for exec\)"):
+        engine.checkpoint_engine.load(str(tmp_path / "mp_rank_00_model_states.pt"))
+    assert not marker.exists()
+    assert engine.checkpoint_engine.name == "TorchCheckpointEngine"  # the rest is DeepSpeed's engine
 
 
 @pytest.mark.slow
@@ -108,7 +144,7 @@ def test_resume_refuses_code_and_reads_the_old_format(tmp_path: Path, tokenizers
     for f in ckpt.iterdir():
         (bad / f.name).write_bytes(f.read_bytes())
     marker = tmp_path / "ran.txt"
-    torch.save({"state": {}, "param_groups": [], "x": _Evil(marker)}, bad / "optimizer.pt")
+    torch.save({"state": {}, "param_groups": [], "x": RunsCode(marker)}, bad / "optimizer.pt")
     code = main([*common, "--output_dir", str(tmp_path / "b"), "--max_steps", "2", "--resume_from_checkpoint",
                  str(bad)])
     err = capsys.readouterr().err

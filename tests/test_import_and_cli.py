@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -133,3 +134,60 @@ def test_render_stand_in_mistral_ids(capsys, monkeypatch) -> None:
     ids_line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("[INPUT_IDS]"))
     ids = ids_line.split(")", 1)[1].split()
     assert ids[0] == "1" and ids[-1] == "2"  # Mistral's <s> and </s>, as the real tokenizer has them
+
+
+def _render(capsys, *argv: str) -> list[str]:
+    assert main(["render", *argv]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def _cogvlm_render_checks(lines: list[str], pad: int) -> None:
+    n = MODELS.get("cogvlm-17b-instruct").media_options["vision_tokens"]
+    rendered = next(i for i, x in enumerate(lines) if x.startswith("[RENDERED]"))
+    assert lines[rendered] == "[RENDERED]  '⟦<s>⟧Question: Describe this image. Answer:A cat.⟦</s>⟧'"
+    assert lines[rendered + 1] == f"            + ⟦image 0⟧ at ids[1:{1 + n}]"
+    assert lines[rendered + 2].startswith("[MASK]      '⟦<s>⟧Question: Describe this image. Answer:[[A cat.]][[⟦</s>⟧]]'")
+    ids_line = next(x for x in lines if x.startswith("[INPUT_IDS]"))
+    assert ids_line.split(")", 1)[1].startswith(f" 1 [{pad} * {n}] ")  # the marked range is the vision positions
+
+
+def test_render_cogvlm_names_ids_and_marks_the_image(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("VLMREF_TOKENIZERS_DIR", "/nonexistent-vlmref-tokenizers")
+    lines = _render(capsys, "--model_type", "cogvlm-17b-chat", "--query", "Describe this image.", "--response", "A cat.",
+                    "--images", "cat.png")
+    from vlmref.cli.render import stand_in_tokenizer
+
+    _cogvlm_render_checks(lines, stand_in_tokenizer("cogvlm-17b-instruct").pad_token_id)
+    text_only = _render(capsys, "--model_type", "cogvlm-17b-chat", "--query", "Hi", "--response", "Hello.")
+    assert "[RENDERED]  '⟦<s>⟧Question: Hi Answer:Hello.⟦</s>⟧'" in text_only
+    assert not any("+ ⟦image" in x for x in text_only)
+
+
+@pytest.mark.real_tokenizer
+def test_render_cogvlm_real_tokenizer(capsys, tokenizers_root) -> None:
+    folder = tokenizers_root / MODELS.get("cogvlm-17b-instruct").tokenizer.family
+    lines = _render(capsys, "--model_type", "cogvlm-17b-instruct", "--query", "Describe this image.", "--response",
+                    "A cat.", "--images", "cat.png", "--model_id_or_path", str(folder))
+    _cogvlm_render_checks(lines, 0)  # vicuna's pad <unk> = 0
+
+
+def test_render_marks_only_images_placed_outside_the_text(capsys, monkeypatch, tmp_path) -> None:
+    """Every model and profile: no id segment prints as a bare token id; the image line appears exactly where the
+    media step puts the image where the text shows none (CogVLM after BOS; ms-swift's XComposer2 after the text)."""
+    from PIL import Image
+
+    monkeypatch.setenv("VLMREF_TOKENIZERS_DIR", "/nonexistent-vlmref-tokenizers")
+    image = tmp_path / "cat.png"
+    Image.new("RGB", (640, 480)).save(image)
+    marked = set()
+    for model_type in MODELS.names():
+        for profile in ("official", "swift-2.2.0"):
+            if main(["render", "--model_type", model_type, "--query", "Describe this image.", "--response", "A cat.",
+                     "--images", str(image), "--template_profile", profile]) != 0:
+                capsys.readouterr()
+                continue  # internlm-xcomposer2_5 has no swift-2.2.0 template
+            out = capsys.readouterr().out
+            assert not re.search(r"⟦\d+⟧", out), out  # ⟦-200⟧ (an image marker, no token) stays
+            if "+ ⟦image 0⟧ at ids[" in out:
+                marked.add((MODELS.get(model_type).template, profile))
+    assert marked == {("cogvlm", "official"), ("cogvlm", "swift-2.2.0"), ("internlm-xcomposer2", "swift-2.2.0")}

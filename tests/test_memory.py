@@ -281,7 +281,7 @@ def test_cli_documented_writes_table_chart_and_json(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--model_type", "qwen-vl-chat", "--mode", "infer", "--deepspeed", "zero2"], "sft only"),
+    (["--model_type", "qwen-vl-chat", "--mode", "infer", "--deepspeed", "default-zero2"], "sft only"),
     (["--model_type", "qwen-vl-chat"], "needs --mode"),
     (["--documented", "--only", "nope/lora/1gpu"], "unknown documented key"),
     ([], "either --documented or --model_type"),

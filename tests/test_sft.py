@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from sft_worker import (
+    RunsCode,
     adapter_loss,
     eval_records,
     free_port,
@@ -296,8 +298,8 @@ def test_format_example_compresses_runs() -> None:
     tok = TinyTokenizer({"<s>": 1, "</s>": 2, "<image>": 3}, bos="<s>", eos="</s>", pad="</s>")
     ids = [1] + [3] * 6 + tok.encode("hi", add_special_tokens=False) + [2]
     enc = {"input_ids": ids, "labels": [-100] * 7 + ids[7:], "image_spans": [[1, 6]]}
-    text = format_example(enc, tok)
-    assert "[INPUT_IDS] 1 [3 * 6]" in text and "[INPUT] <s>[3 * 6]hi</s>" in text
+    text = format_example(tok, enc)
+    assert "[INPUT_IDS] 1 [3 * 6]" in text and "[INPUT] <s>[image 0: 6 positions]hi</s>" in text
     assert "[LABELS_IDS] [-100 * 7]" in text and "[LABELS] [-100 * 7]hi</s>" in text
 
 
@@ -431,6 +433,7 @@ def test_lora_sft_memorises_and_writes_outputs(tiny_root: Path, tokenizers_root:
     # printed: dataset report, resolved LoRA modules, the first example with its mask view
     assert "split: train 7, val 1" in printed and "LoRA wraps 12 Linear module(s)" in printed
     assert "[INPUT_IDS]" in printed and "[INPUT]" in printed and re.search(r"\[-200 \* \d+\]", printed)
+    assert re.search(r"\[image 0: [^\]\n]+, 1024 positions\]", printed)  # the image span, not its -200 ids
     assert re.search(r"\[LABELS_IDS\] \[-100 \* \d+\]", printed) and "[LABELS] [-100 *" in printed
     # logging.jsonl
     records = read_jsonl(run / "logging.jsonl")
@@ -643,17 +646,33 @@ def test_deepspeed_zero_two_processes(stage: str, sft_type: str, tiny_root: Path
 
 @pytest.mark.slow
 @pytest.mark.real_tokenizer
-def test_deepspeed_zero2_resume_two_processes(tiny_root: Path, tokenizers_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stage", "sft_type"), [("default-zero2", "lora"), ("default-zero3", "full")])
+def test_deepspeed_resume_two_processes(stage: str, sft_type: str, tiny_root: Path, tokenizers_root: Path,
+                                        tmp_path: Path) -> None:
+    """DeepSpeed's global_step*/ files are read with weights_only=True (``safe_deepspeed_loads``): the resumed run
+    reproduces the losses, and a tampered state file stops it without running its code."""
     model_type = "qwen-vl-chat"
     base = tiny_checkpoint(tiny_root, model_type)
-    run_a, _ = _zero_run(tmp_path, base, model_type, "default-zero2", "lora", "a")
-    run_b, _ = _zero_run(tmp_path, base, model_type, "default-zero2", "lora", "b", "--resume_from_checkpoint",
+    run_a, _ = _zero_run(tmp_path, base, model_type, stage, sft_type, "a")
+    run_b, _ = _zero_run(tmp_path, base, model_type, stage, sft_type, "b", "--resume_from_checkpoint",
                          str(run_a / "checkpoint-3"))
     a, b = read_jsonl(run_a / "logging.jsonl"), read_jsonl(run_b / "logging.jsonl")
     ca, cb = _curve(a, 3), _curve(b, 3)
     assert [x[0] for x in cb] == [x[0] for x in ca] and len(ca) == 4
     for x, y in zip(ca, cb, strict=True):  # gloo all-reduce sums in a fixed order: equal up to float rounding of the logged means
         assert all(u == pytest.approx(v, rel=1e-6, abs=1e-8) for u, v in zip(x[1:], y[1:], strict=True) if u is not None)
+
+    bad = tmp_path / "tampered"
+    shutil.copytree(run_a / "checkpoint-3", bad)
+    (optim,) = [p for p in (bad / "global_step3").iterdir() if p.name.startswith("zero_pp_rank_1") and p.name.endswith("optim_states.pt")]
+    marker = tmp_path / "ran.txt"
+    torch.save({"x": RunsCode(marker)}, optim, _use_new_zipfile_serialization=False)  # DeepSpeed's own format
+    argv = _common(model_type, base, tmp_path / "c", "coco-en-2-mini-sample#8", "--sft_type", sft_type,
+                   "--deepspeed", stage, "--max_steps", "6", "--gradient_accumulation_steps", "2",
+                   "--resume_from_checkpoint", str(bad))
+    done = run_cli(argv, NPROC_PER_NODE="2", MASTER_PORT=str(free_port()))
+    assert done.returncode != 0 and not marker.exists()
+    assert f"{optim}: not plain tensors and numbers (it asks for exec)" in done.stderr
 
 
 @pytest.mark.slow

@@ -64,6 +64,8 @@ def scenario_argv(s: MemoryScenario) -> list[str]:
             argv += ["--lora_target_modules", *value]
         elif isinstance(value, bool):
             argv += [f"--{name}", "true" if value else "false"]
+        elif name == "deepspeed":  # the scenario's zero2/zero3 -> vlmref sft's name
+            argv += ["--deepspeed", f"default-{value}"]
         else:
             argv += [f"--{name}", str(value)]
     return argv

@@ -20,6 +20,7 @@ import argparse
 import sys
 from typing import Any
 
+from .flags import FlagParser, add_bool_flag
 from .scenario_args import add_scenario_arguments, scenario_from_args
 
 NO_CUDA = ("error: vlmref bench measures real GPU memory and needs CUDA, and torch sees no CUDA device here.\n"
@@ -36,11 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--documented", action="store_true", help="the 16 footprints the seeds document")
+    add_bool_flag(p, "--documented", False, "the 16 footprints the seeds document")
     p.add_argument("--only", nargs="+", default=None, metavar="KEY", help="with --documented: just these keys")
     add_scenario_arguments(p)
     p.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default cuda (exit 2 without it)")
-    p.add_argument("--tiny", action="store_true", help="tiny configs of the same architectures (smoke test)")
+    add_bool_flag(p, "--tiny", False, "tiny configs of the same architectures (smoke test)")
     p.add_argument("--steps", type=int, default=None,
                    help="sft: optimizer steps (default 2, >= 2: the peak is in step 2); infer: repetitions of the "
                         "generation (default 1; tokens/s from the later ones)")
@@ -48,11 +49,11 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     gate = p.add_argument_group("regression gate (no scenario runs)")
     gate.add_argument("--compare", metavar="BASELINE.json", default=None,
                       help="compare RESULT.json against BASELINE.json; exit 1 on a regression")
-    gate.add_argument("--compare_documented", action="store_true",
-                      help="compare RESULT.json's measurements with the seeds' documented GB per GPU")
+    add_bool_flag(gate, "--compare_documented", False,
+                  "compare RESULT.json's measurements with the seeds' documented GB per GPU")
     gate.add_argument("--tolerance", type=float, default=None,
                       help="relative; default 0.05 (--compare), 0.10 (--compare_documented)")
-    gate.add_argument("--allow_missing", action="store_true", help="--compare: list missing keys without failing")
+    add_bool_flag(gate, "--allow_missing", False, "--compare: list missing keys without failing")
     gate.add_argument("result", nargs="?", default=None, metavar="RESULT.json", help="the file the gate checks")
     p.set_defaults(func=run_namespace)
     return p
@@ -165,8 +166,8 @@ def _run(items: list[Any], args: argparse.Namespace, device: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     from ..models.registry import MODELS
 
-    args = build_parser(argparse.ArgumentParser(prog="vlmref bench", description=__doc__,
-                                                formatter_class=argparse.RawDescriptionHelpFormatter)).parse_args(argv)
+    args = build_parser(FlagParser(prog="vlmref bench", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)).parse_args(argv)
     if args.model_type is not None and args.model_type not in MODELS:
         print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}", file=sys.stderr)
         return 2

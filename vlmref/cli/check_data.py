@@ -9,7 +9,8 @@ dataset cannot be read or has no rows (one ``error:`` line).
       data/train.jsonl: 120 rows, 119 valid, 1 invalid
 
 ``--max_length`` is ``vlmref sft``'s rule (``vlmref.templates.length``): text tokens only, ms-swift's budget, unless
-``--max_length_counts_images true``.
+``--max_length_counts_images true``. From 2000 rows a progress bar (rows checked / total) runs on stderr; it is
+closed before the report (stdout) or an ``error:`` line is printed.
 """
 
 from __future__ import annotations
@@ -29,17 +30,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--dataset", required=True, nargs="+", help="files (.json/.jsonl/.csv) or dataset names, name#N")
     c.add_argument("--max_length", type=int, default=None, help="also check the encoded length (needs the tokenizer); "
                    "text tokens only, as vlmref sft (ms-swift's budget)")
-    from ..llm.sft_args import parse_bool
+    from .flags import add_bool_flag
 
-    c.add_argument("--max_length_counts_images", type=parse_bool, nargs="?", const=True, default=False,
-                   metavar="true|false", help="as vlmref sft: true = --max_length bounds image positions too")
+    add_bool_flag(c, "--max_length_counts_images", False,
+                  "as vlmref sft: true = --max_length bounds image positions too")
     c.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
     c.add_argument("--model_id_or_path", default=None, help="folder with the model's tokenizer files")
     from .main import add_template_profile_argument
 
     add_template_profile_argument(c)
-    c.add_argument("--check_images", default="true", choices=["true", "false"], help="open every image header")
-    c.add_argument("--inference", action="store_true", help="rows may end with a user turn (no response)")
+    add_bool_flag(c, "--check_images", True, "open every image header")
+    add_bool_flag(c, "--inference", False, "rows may end with a user turn (no response)")
     c.add_argument("--json", dest="json_path", default=None, help="also write the full report as JSON to this path")
     c.set_defaults(func=run)
 
@@ -68,6 +69,7 @@ def _template(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets.loader import load_dataset
+    from ..datasets.progress import RowProgress
     from ..utils import atomic_write_bytes
 
     try:
@@ -76,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         rows_template = copy.copy(template) if template is not None and template.max_length is not None else template
         if rows_template is not template:
             rows_template.max_length = None
-        loaded = load_dataset(args.dataset, args.model_type, check_dataset_strategy="discard", template=rows_template,
-                              check_images=args.check_images == "true", require_response=not args.inference)
+        with RowProgress("Checking rows") as bar:  # stderr, from PROGRESS_MIN_ROWS rows; closed before any output
+            loaded = load_dataset(args.dataset, args.model_type, check_dataset_strategy="discard",
+                                  template=rows_template, check_images=args.check_images,
+                                  require_response=not args.inference, progress=bar.advance)
         if rows_template is not template:
             from ..llm.sft_precheck import check_lengths
 

@@ -17,17 +17,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..llm.sft_args import parse_bool
+from .flags import FlagParser, add_bool_flag
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt_dir", default=None, help="the LoRA checkpoint folder (.../vx-xxx/checkpoint-xxx)")
-    p.add_argument("--merge_lora", type=parse_bool, default=False, help="true: merge the LoRA into the base model")
+    add_bool_flag(p, "--merge_lora", False, "true: merge the LoRA into the base model")
     p.add_argument("--merge_device_map", default="auto", choices=["auto", "cpu"],
                    help="where the model is loaded for merging (default auto: the GPUs if any, else CPU)")
     p.add_argument("--dtype", default="AUTO", choices=["AUTO", "bf16", "fp16", "fp32"],
                    help="dtype of the merged weights (AUTO: the training dtype from sft_args.json)")
-    p.add_argument("--overwrite", action="store_true", help="redo the merge when <ckpt_dir>-merged already exists")
+    add_bool_flag(p, "--overwrite", False, "redo the merge when <ckpt_dir>-merged already exists")
     p.add_argument("--tokenizer_id_or_path", default=None,
                    help="the tokenizer's folder when the base model has none (default: the checkpoint's sft_args.json)")
     p.set_defaults(func=run)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="vlmref export", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="vlmref export", description=__doc__.split("\n\n")[0])
     _add_arguments(p)
     return run(p.parse_args(argv))
 

@@ -6,7 +6,8 @@
     vlmref infer --ckpt_dir output/yi-vl-6b-chat/v0-20240705-163000/checkpoint-100 --load_dataset_config true
     python -m vlmref.cli.infer --model_type qwen-vl-chat --temperature 0
 
-Booleans are written ``true``/``false`` as in ms-swift; list flags take several values (or one comma-separated).
+Booleans are written ``true``/``false`` as in ms-swift (a bare ``--flag`` is true); list flags take several values
+(or one comma-separated).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..llm.sft_args import parse_bool
+from .flags import FlagParser, add_bool_flag
 
 
 def _none_or(kind):
@@ -32,11 +33,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in cli_fields():
         kind = str(f.type)
         options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
+        if "bool" in kind:  # unset flags stay out of the namespace: InferArguments' default applies
+            add_bool_flag(parser, f"--{f.name}", argparse.SUPPRESS, options["help"], shown=f.default)
+            continue
         if kind.startswith("list"):
             options["nargs"] = "*" if f.name == "stop_words" else "+"
-        elif "bool" in kind:
-            options["type"] = parse_bool
-            options["metavar"] = "{true,false}"
         elif kind.startswith("int"):
             options["type"] = _none_or(int) if "None" in kind else int
         elif kind.startswith("float"):
@@ -54,8 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vlmref infer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = FlagParser(prog="vlmref infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(p)
     return p
 

@@ -86,10 +86,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vlmref", description="Reference multimodal fine-tuning workflow (ms-swift 2.x).")
+    from .flags import FlagParser, add_bool_flag
+
+    # FlagParser: every sub-command's boolean flags take --flag, --flag true|false (vlmref.cli.flags)
+    p = FlagParser(prog="vlmref", description="Reference multimodal fine-tuning workflow (ms-swift 2.x).")
     p.add_argument("--version", action="version", version=f"vlmref {__version__}")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show the traceback of an error instead of one 'error:' line (anywhere; or VLMREF_DEBUG=1)")
+    add_bool_flag(p, "--debug", argparse.SUPPRESS, "show the traceback of an error instead of one 'error:' line "
+                  "(anywhere on the command line; or VLMREF_DEBUG=1)", shown=False)
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="list model types or templates")
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
 
     d = sub.add_parser("demo", help="tiny-model LoRA sft -> merge -> infer on the bundled sample (--templates: render)")
-    d.add_argument("--templates", action="store_true", help="render every model's template on the bundled sample")
+    add_bool_flag(d, "--templates", False, "render every model's template on the bundled sample")
     d.add_argument("--model_type", default=None, help="default llava1d6-mistral-7b-instruct")
     d.add_argument("--out", default="demo_out", help="where the tiny model, checkpoints and merged model go")
     d.add_argument("--max_steps", type=int, default=12)

@@ -4,13 +4,14 @@
 
     vlmref memory --model_type qwen-vl-chat --mode sft --text_tokens 64          # one scenario, breakdown per device
     vlmref memory --model_type llava1d6-mistral-7b-instruct --mode sft --sft_type full \\
-        --deepspeed zero2 --world_size 4 --json                                   # as JSON
+        --deepspeed default-zero2 --world_size 4 --json                           # as JSON
     vlmref memory --documented --out_dir memory_report                            # the seeds' 16 footprints:
                                                                                   # table + .md + .png + .json
 
 Figures are GiB. ``allocated`` is what ``torch.cuda.max_memory_allocated`` would show, ``reserved`` its
 ``max_memory_reserved`` without fragmentation, ``nvidia_smi`` adds the CUDA context; the seeds' "GB GPU memory" is
-compared with the last. Exit codes: 0 done, 2 bad flags.
+compared with the last. ``--documented`` logs each scenario to stderr as it starts and ends (``[3/16] KEY ... 41.2 s,
+about 6 min to go``); stdout has only the table (or the JSON). Exit codes: 0 done, 2 bad flags.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import time
 from typing import Any
 
+from .flags import FlagParser, add_bool_flag
 from .scenario_args import add_scenario_arguments, scenario_from_args
 
 CATEGORY_ORDER = ("parameters", "buffers", "gradients", "optimizer_states", "zero_model_states", "ddp_buckets",
@@ -30,12 +32,12 @@ CATEGORY_ORDER = ("parameters", "buffers", "gradients", "optimizer_states", "zer
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("memory", help="predict peak GPU memory per device (no GPU needed); --documented: the seeds' table",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--documented", action="store_true", help="the 16 footprints the seeds document, vs prediction")
+    add_bool_flag(p, "--documented", False, "the 16 footprints the seeds document, vs prediction")
     p.add_argument("--only", nargs="+", default=None, metavar="KEY", help="with --documented: just these keys")
     p.add_argument("--out_dir", default="memory_report", help="--documented: where <stem>.{md,png,json} go")
     p.add_argument("--stem", default="documented", help="--documented: the report files' name (default: documented)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.add_argument("--tiny", action="store_true", help="trace the tiny configs (a fast check of the tracing path)")
+    add_bool_flag(p, "--json", False, "print JSON instead of the table")
+    add_bool_flag(p, "--tiny", False, "trace the tiny configs (a fast check of the tracing path)")
     add_scenario_arguments(p)
     p.set_defaults(func=run_namespace)
     return p
@@ -69,22 +71,38 @@ def format_estimate(est: Any) -> str:
     return "\n".join(lines)
 
 
+_clock = time.perf_counter  # the scenarios' wall time (a test swaps in a fake clock)
+
+
+def time_to_go(durations: list[float], remaining: int) -> str:
+    """The ETA from the mean time of the finished scenarios: ``about 6 min to go`` (``done`` when none remain)."""
+    if remaining <= 0:
+        return "done"
+    left = sum(durations) / len(durations) * remaining
+    return f"about {left:.0f} s to go" if left < 90 else f"about {left / 60:.0f} min to go"
+
+
 def documented_rows(only: list[str] | None, tiny: bool = False, log=print) -> tuple[list[dict], list[dict]]:
+    """Simulate each documented footprint; ``log`` gets a line as each scenario starts and one when it ends (its
+    time and the ETA)."""
     from ..memory.documented import select_documented
     from ..memory.simulate import simulate
 
     chosen = select_documented(only)
-    rows, details = [], []
+    rows, details, durations = [], [], []
     for i, d in enumerate(chosen, 1):
+        log(f"[{i}/{len(chosen)}] {d.key}: tracing {d.scenario.label()} ...")
+        start = _clock()
         est = simulate(d.scenario, tiny=tiny)
+        durations.append(_clock() - start)
         fp = d.footprint
         rows.append({"key": d.key, "gpus": f"{fp.gpus} x {fp.gpu_kind}", "documented_gib": d.documented_gib,
                      "predicted_gib": round(est.predicted_gib, 2), "allocated_gib": round(est.peak_allocated_gib, 2),
                      "peak_phase": est.peak_phase, "seconds": round(est.seconds, 1), "launch": fp.launch,
                      "seed": fp.seed})
         details.append(est.to_dict())
-        log(f"[{i}/{len(chosen)}] {d.key}: documented {d.documented_gib:.0f}, predicted {est.predicted_gib:.2f} GiB "
-            f"({est.seconds:.1f} s)")
+        log(f"[{i}/{len(chosen)}] {d.key} ... {durations[-1]:.1f} s, {time_to_go(durations, len(chosen) - i)} "
+            f"(documented {d.documented_gib:.0f}, predicted {est.predicted_gib:.2f} GiB)")
     return rows, details
 
 
@@ -99,8 +117,8 @@ def run_namespace(args: argparse.Namespace) -> int:
 
         start = time.perf_counter()
         try:
-            rows, details = documented_rows(args.only, tiny=args.tiny,
-                                            log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
+            rows, details = documented_rows(args.only, tiny=args.tiny, log=lambda m: print(m, file=sys.stderr,
+                                                                                           flush=True))
         except KeyError as err:
             print(f"error: {err.args[0]}", file=sys.stderr)
             return 2
@@ -125,7 +143,7 @@ def run_namespace(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vlmref memory")
+    parser = FlagParser(prog="vlmref memory")
     sub = parser.add_subparsers(dest="command")
     add_parser(sub)
     return run_namespace(parser.parse_args(["memory", *(argv or sys.argv[1:])]))

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from .flags import add_bool_flag
 from .scenario_args import image_size
 
 
@@ -20,7 +21,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--model_type", required=True)
     info.add_argument("--image_size", type=image_size, default=(480, 640), help="HEIGHTxWIDTH (default 480x640)")
     info.add_argument("--lora_rank", type=int, default=8)
-    info.add_argument("--json", action="store_true")
+    add_bool_flag(info, "--json", False, "print JSON instead of the text report")
     info.set_defaults(func=run_model_info)
 
     tiny = sub.add_parser("create-tiny", help="write a tiny random-weight checkpoint that get_model_tokenizer loads")
@@ -28,7 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("--out", required=True)
     tiny.add_argument("--tokenizer_dir", default=None, help="the family's tokenizer files (default ../shared/tokenizers)")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--overwrite", action="store_true")
+    add_bool_flag(tiny, "--overwrite", False, "replace an existing --out folder")
     tiny.set_defaults(func=run_create_tiny)
 
 

@@ -6,6 +6,12 @@ Output (llava-mistral, one image)::
     [MASK]        <s>[INST] ⟦image 0⟧\\nDescribe this image. [/INST][[A red rectangle.]][[</s>]]
     [INPUT_IDS]   (2360) 1 733 16289 28793 28705 [32000 * 2340] 13 ...
     [LABELS]      [-100 * 2355] 330 2760 ...
+
+Id segments of a template are named with the tokenizer, and images the family's media step puts where the text
+shows none (``images_outside_text``) get a line of their own. CogVLM (vision positions after BOS)::
+
+    [RENDERED]  '⟦<s>⟧Question: Describe this image. Answer:A cat.⟦</s>⟧'
+                + ⟦image 0⟧ at ids[1:1228]
 """
 
 from __future__ import annotations
@@ -89,8 +95,9 @@ def render_report(model_type: str, example: dict[str, Any], tokenizer: Any, toke
     enc = template.encode(example)
     lines = [
         f"model_type: {meta.model_type}   template: {meta.template} ({template.profile})   tokenizer: {tokenizer_desc}",
-        f"[RENDERED]  {rendered.text()!r}",
-        f"[MASK]      {rendered.mask_view()!r}   (supervised in [[ ]])",
+        f"[RENDERED]  {rendered.text(tokenizer)!r}",
+        *outside_text_image_lines(template, enc),
+        f"[MASK]      {rendered.mask_view(tokenizer)!r}   (supervised in [[ ]])",
         f"[INPUT_IDS] ({len(enc['input_ids'])}) {runs_text(enc['input_ids'])}",
         f"[LABELS]    {runs_text(enc['labels'])}",
     ]
@@ -101,6 +108,14 @@ def render_report(model_type: str, example: dict[str, Any], tokenizer: Any, toke
             value = enc[key] if key == "image_sizes" else runs_text(enc[key])
             lines.append(f"[{key.upper()}] {value}")
     return "\n".join(lines)
+
+
+def outside_text_image_lines(template: Any, enc: dict[str, Any]) -> list[str]:
+    """``+ ⟦image 0⟧ at ids[1:1228]`` for each image whose positions the media step inserts outside the rendered
+    text (the span from the encode, so the count is the family's tokens per image)."""
+    if not getattr(template.media, "images_outside_text", False):
+        return []
+    return [f"            + ⟦image {k}⟧ at ids[{s}:{s + n}]" for k, (s, n) in enumerate(enc["image_spans"])]
 
 
 def write_sample_images(folder: Path) -> dict[str, str]:

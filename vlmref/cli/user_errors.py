@@ -29,15 +29,38 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
 
 
+def split_debug(argv: list[str]) -> tuple[bool | None, list[str]]:
+    """``--debug`` / ``--debug true|false`` / ``--debug=false`` (anywhere; the boolean style of every flag) and the
+    other arguments: ``(True, rest)``, ``(False, rest)``, or ``(None, argv)`` without the flag."""
+    from .flags import FALSE_WORDS, TRUE_WORDS
+
+    words = TRUE_WORDS + FALSE_WORDS
+    debug, rest, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        value = arg.partition("=")[2].lower() if arg.startswith("--debug=") else None
+        if arg == "--debug":
+            value = "true"
+            if i + 1 < len(argv) and argv[i + 1].lower() in words:
+                value, i = argv[i + 1].lower(), i + 1
+        if value in words:
+            debug = value in TRUE_WORDS
+        else:  # not the flag, or --debug=WORD: the parser reports it
+            rest.append(arg)
+        i += 1
+    return debug, rest
+
+
 @contextlib.contextmanager
 def debug_flag(argv: list[str]) -> Iterator[list[str]]:
     """``argv`` without ``--debug`` (accepted anywhere on the command line); while the command runs, ``--debug`` is
-    ``VLMREF_DEBUG=1`` in the environment, so that a torchrun relaunch inherits it."""
+    ``VLMREF_DEBUG=1`` in the environment (``--debug false``: ``0``), so that a torchrun relaunch inherits it."""
     previous = os.environ.get(DEBUG_ENV)
-    if "--debug" in argv:
-        os.environ[DEBUG_ENV] = "1"
+    debug, rest = split_debug(argv)
+    if debug is not None:
+        os.environ[DEBUG_ENV] = "1" if debug else "0"
     try:
-        yield [a for a in argv if a != "--debug"]
+        yield rest
     finally:
         if previous is None:
             os.environ.pop(DEBUG_ENV, None)

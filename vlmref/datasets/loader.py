@@ -30,7 +30,7 @@ index in it (``coco-en-mini-sample row 17``), whatever ``#N`` picked.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,11 +64,13 @@ def load_dataset(
     check_images: bool = False,
     image_options: Any = None,
     require_response: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LoadedDataset:
     """Load, split and check every dataset in ``dataset`` (names, ``name#N``, local .json/.jsonl/.csv files).
 
     ``template`` (a ``Template`` bound to the model's tokenizer, with ``max_length``) adds the length check;
-    ``check_images`` opens every image header (local files, URLs through the cache, base64).
+    ``check_images`` opens every image header (local files, URLs through the cache, base64). ``progress(done,
+    total)`` is called once per row checked; ``total`` grows as each dataset is read (``datasets.progress``).
     """
     if check_dataset_strategy not in CHECK_DATASET_STRATEGIES:
         raise ValueError(f"check_dataset_strategy must be one of {CHECK_DATASET_STRATEGIES}, got {check_dataset_strategy!r}")
@@ -76,6 +78,7 @@ def load_dataset(
     report = DatasetReport(checker.model_type, check_dataset_strategy)
     train: list[Sample] = []
     val: list[Sample] = []
+    counter = _Counter(progress)
     for item in split_dataset_arg(dataset):
         spec = parse_dataset_spec(item)
         parse = _Normaliser(checker, report, check_dataset_strategy, require_response)
@@ -91,10 +94,23 @@ def load_dataset(
             idx_train, idx_val = _split(item, list(range(len(raw))), dataset_test_ratio, spec.sample, dataset_seed)
             part_train = parse.rows(_named_rows(info, raw, idx_train or [], info.name), base_dir=None)
             part_val = parse.rows(_named_rows(info, raw, idx_val or [], f"{info.name} (val)"), base_dir=None)
-        train += check_samples(part_train or [], checker, check_dataset_strategy, report)
-        val += check_samples(part_val or [], checker, check_dataset_strategy, report)
+        counter.total += len(part_train or []) + len(part_val or [])
+        train += check_samples(part_train or [], checker, check_dataset_strategy, report, progress=counter.tick)
+        val += check_samples(part_val or [], checker, check_dataset_strategy, report, progress=counter.tick)
     report.splits = {"train": len(train), "val": len(val)}
     return LoadedDataset(train, val, report)
+
+
+class _Counter:
+    """Rows checked so far out of ``total``, reported to ``progress(done, total)`` once per row."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None) -> None:
+        self.progress, self.done, self.total = progress, 0, 0
+
+    def tick(self, _sample: Sample) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _split(item: str, rows: list, ratio: float, sample: int | None, seed: int):
@@ -160,11 +176,15 @@ class _Normaliser:
         return out
 
 
-def check_samples(samples: list[Sample], checker: RowChecker, strategy: str, report: DatasetReport) -> list[Sample]:
-    """Apply ``strategy`` to already-normalised samples; returns the samples that stay."""
+def check_samples(samples: list[Sample], checker: RowChecker, strategy: str, report: DatasetReport, *,
+                  progress: Callable[[Sample], None] | None = None) -> list[Sample]:
+    """Apply ``strategy`` to already-normalised samples; returns the samples that stay. ``progress(sample)`` is
+    called once per row, after its check (under ``error``, not for the row that raises)."""
     if strategy == "none":
         for s in samples:
             report.counts(s.origin.source if s.origin else "<samples>").unchecked += 1
+            if progress is not None:
+                progress(s)
         return list(samples)
     kept: list[Sample] = []
     for s in samples:
@@ -177,9 +197,11 @@ def check_samples(samples: list[Sample], checker: RowChecker, strategy: str, rep
             report.add_issue(err, discarded=strategy == "discard")
             if strategy == "warning":
                 kept.append(s)
-            continue
-        counts.valid += 1
-        kept.append(s)
+        else:
+            counts.valid += 1
+            kept.append(s)
+        if progress is not None:
+            progress(s)
     return kept
 
 

@@ -12,11 +12,16 @@ Checkpoints written before this format (``rng_state.pth`` holding numpy's ``get_
 three numpy names such a file needs (``ndarray``, ``dtype`` and its ``_reconstruct``) are the only extra globals
 allowed, and only for the RNG file. Anything else that is not plain data stops the resume with
 ``CheckpointStateError`` naming the file and the refused name.
+
+DeepSpeed's own resume (``engine.load_checkpoint``) reads its ``global_step*/`` files with
+``torch.load(weights_only=False)``; ``safe_deepspeed_loads(engine)`` swaps in a checkpoint engine that reads
+them with ``weights_only=True`` and only the record classes DeepSpeed writes there (``DEEPSPEED_STATE_GLOBALS``).
 """
 
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from ..errors import VlmrefError
@@ -69,7 +74,7 @@ def save_rng_state(path: str) -> None:
     torch.save(rng_state_data(), path)
 
 
-def load_plain(path: str, extra_globals: list[Any] | None = None) -> Any:
+def load_plain(path: str, extra_globals: list[Any] | None = None, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``; a file that needs any other class or function raises
     ``CheckpointStateError`` (the name it asked for is in the message), as does an unreadable one."""
     import pickle
@@ -79,14 +84,16 @@ def load_plain(path: str, extra_globals: list[Any] | None = None) -> Any:
     try:
         if extra_globals:
             with torch.serialization.safe_globals(extra_globals):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True)
+                return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        refused = _refused_names(path)
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+        refused = _refused_names(path) or re.findall(r"Unsupported global: GLOBAL (\S+)", detail)
         what = f" (it asks for {', '.join(refused)})" if refused else ""
         raise CheckpointStateError(f"{path}: not plain tensors and numbers{what}; vlmref loads checkpoint state with "
                                    "torch.load(weights_only=True) and never runs code from a checkpoint. "
-                                   f"Detail: {str(err).splitlines()[0]}") from None
+                                   f"Detail: {detail[:300]}") from None
     except (OSError, RuntimeError, EOFError) as err:
         raise CheckpointStateError(f"{path}: cannot read it ({type(err).__name__}: {err})") from None
 
@@ -119,3 +126,47 @@ def load_rng_state(path: str) -> dict[str, Any]:
     if data.get("format") == RNG_FORMAT:
         return _from_data(data)
     return data  # format 1: already the objects set_rng_state takes
+
+
+# The non-tensor objects DeepSpeed 0.19 writes into ``global_step*/`` (found in real ZeRO-2/3 checkpoints): the
+# ZeRO optimizer's loss scaler, its stage enum, and the flat-buffer slice records of ``param_slice_mappings``.
+DEEPSPEED_STATE_GLOBALS = (
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+)
+
+
+def _deepspeed_globals() -> list[Any]:
+    import importlib
+
+    found = []
+    for dotted in DEEPSPEED_STATE_GLOBALS:
+        module, _, name = dotted.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):  # another DeepSpeed release: that class cannot be in its files
+            continue
+    return found
+
+
+class SafeCheckpointEngine:
+    """Wraps DeepSpeed's checkpoint engine: ``load`` is ``load_plain`` with ``DEEPSPEED_STATE_GLOBALS``; the
+    rest (save, commit, ...) is the wrapped engine's."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._globals = _deepspeed_globals()
+
+    def load(self, path: str, map_location: Any = None) -> Any:
+        return load_plain(path, extra_globals=self._globals, map_location=map_location or "cpu")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def safe_deepspeed_loads(engine: Any) -> None:
+    """Make ``engine.load_checkpoint`` read every file with ``weights_only=True`` (call before it)."""
+    if not isinstance(engine.checkpoint_engine, SafeCheckpointEngine):
+        engine.checkpoint_engine = SafeCheckpointEngine(engine.checkpoint_engine)

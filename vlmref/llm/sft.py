@@ -77,7 +77,8 @@ from .dist import (  # noqa: F401  (re-exported: tests and tools import them fro
     get_dist_setting,
     init_distributed,
 )
-from .safe_state import load_plain, load_rng_state
+from .safe_state import load_plain, load_rng_state, safe_deepspeed_loads
+from .sample_view import format_example, safe_decode  # noqa: F401  (the first-sample view)
 from .sft_args import SftArgumentError, SftArguments
 from .sft_checkpoint import (  # noqa: F401
     CHECKPOINT_RE,
@@ -177,42 +178,6 @@ def group_module_names(names: list[str]) -> list[str]:
         key = re.sub(r"\.\d+(?=\.|$)", ".*", n)
         groups[key] = groups.get(key, 0) + 1
     return [f"{k} ({v})" for k, v in groups.items()]
-
-
-# ---- printing the first example ----------------------------------------------------------------------------------
-def safe_decode(tokenizer: Any, ids: list[int], image_positions: set[int] | None = None) -> str:
-    """Decode ``ids``; negative ids, and runs of 4+ equal ids inside image spans, are shown as ``[id * n]`` (ms-swift
-    ``safe_tokenizer_decode`` shows its placeholder ids that way)."""
-    image_positions = image_positions or set()
-    pieces: list[tuple[bool, list[int]]] = []  # (compressed run?, ids)
-    i = 0
-    while i < len(ids):
-        j = i + 1
-        while j < len(ids) and ids[j] == ids[i]:
-            j += 1
-        run = list(ids[i:j])
-        if ids[i] < 0 or (j - i >= 4 and all(p in image_positions for p in range(i, j))):
-            pieces.append((True, run))
-        elif pieces and not pieces[-1][0]:
-            pieces[-1][1].extend(run)
-        else:
-            pieces.append((False, run))
-        i = j
-    return "".join(f"[{run[0]} * {len(run)}]" if special else tokenizer.decode(run) for special, run in pieces)
-
-
-def format_example(encoded: dict[str, Any], tokenizer: Any) -> str:
-    """ms-swift's ``print_example``: ``[INPUT_IDS]``, ``[INPUT]``, ``[LABELS_IDS]``, ``[LABELS]`` (ms-swift spells the
-    last two ``LABLES``); runs of 4+ equal ids (image positions, -100 labels) are compressed to ``[id * n]``."""
-    from ..cli.render import runs_text
-
-    ids = list(encoded["input_ids"])
-    images = {p for start, n in encoded.get("image_spans") or [] for p in range(start, start + n)}
-    lines = [f"[INPUT_IDS] {runs_text(ids)}", f"[INPUT] {safe_decode(tokenizer, ids, images)}"]
-    labels = encoded.get("labels")
-    if labels is not None:
-        lines += [f"[LABELS_IDS] {runs_text(list(labels))}", f"[LABELS] {safe_decode(tokenizer, list(labels))}"]
-    return "\n".join(lines)
 
 
 # ---- data ----------------------------------------------------------------------------------------------------------
@@ -580,7 +545,7 @@ class SftRun:
         self.collator = DataCollator(args.model_type, self.tokenizer, padding_side="right")
         first = self.encode(self.train[0])
         if self.dist.is_master:
-            self.log("first training sample:\n" + format_example(first, self.tokenizer))
+            self.log("first training sample:\n" + format_example(self.tokenizer, first, self.template))
 
     def encode(self, sample: Any) -> dict[str, Any]:
         from .sft_precheck import encode_row
@@ -639,6 +604,7 @@ class SftRun:
         saved = json.load(open(state_path, encoding="utf-8")) if os.path.isfile(state_path) else {}
         if self.engine is not None:
             tag = f"global_step{saved.get('global_step')}"
+            safe_deepspeed_loads(self.engine)  # DeepSpeed itself would torch.load(weights_only=False)
             load_path, _ = self.engine.load_checkpoint(ckpt, tag=tag, load_module_strict=args.sft_type == "full",
                                                        load_optimizer_states=not args.resume_only_model,
                                                        load_lr_scheduler_states=not args.resume_only_model,

@@ -36,10 +36,13 @@ import json
 import math
 import os
 import sys
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ..cli.flags import NONE_WORDS, parse_bool  # noqa: F401 - parse_bool: re-exported
 
 DS_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ds_config")
 DEEPSPEED_NAMES = {"default-zero2": "zero2.json", "default-zero3": "zero3.json", "zero3-offload": "zero3.json"}
@@ -281,6 +284,100 @@ class SftArguments:
         return _json_safe(out)
 
 
+# `vlmref sft --help`: one line per SftArguments field (ms-swift 2.2.0's meaning; "vlmref:" marks vlmref's own flags).
+# The default and the choices are added from the dataclass (tests/test_cli_flags.py: one entry per field, no other).
+SFT_HELP: dict[str, str] = {
+    "model_type": "the model (seed name or ms-swift 2.2.0 alias; vlmref list models); required unless "
+                  "resume_from_checkpoint names it",
+    "model_id_or_path": "local model folder or hub id; None: the model type's hub id",
+    "tokenizer_id_or_path": "vlmref: the tokenizer's folder or hub id when the model folder has none (CogVLM)",
+    "sft_type": "lora: train LoRA adapters; full: train every parameter (ms-swift's other tuners are refused)",
+    "template_type": "the chat template; AUTO: the model type's (vlmref list templates)",
+    "template_profile": "vlmref: official = corrected templates; swift-2.2.0 = ms-swift 2.2.0's exact ids, markers "
+                        "it left for the model expanded model-side",
+    "output_dir": "where runs go",
+    "add_output_dir_suffix": "put each run in <output_dir>/<model_type>/v<N>-<YYYYMMDD-HHMMSS>; None: true",
+    "ddp_backend": "torch.distributed backend under torchrun (NPROC_PER_NODE); None: nccl on GPU, gloo on CPU",
+    "ddp_find_unused_parameters": "DDP find_unused_parameters; None: true (vlmref; ms-swift: not "
+                                  "gradient_checkpointing, which fails LLaVA/Yi-VL at step 2)",
+    "ddp_broadcast_buffers": "DDP broadcast_buffers; None: not gradient_checkpointing",
+    "seed": "global seed (LoRA init, dropout); each rank adds its rank under DDP",
+    "resume_from_checkpoint": "a checkpoint-N folder to continue training from (model_type, model_id_or_path and "
+                              "dtype come from its sft_args.json when not given)",
+    "resume_only_model": "with resume_from_checkpoint: load the weights only; optimizer, scheduler and data "
+                         "position start afresh",
+    "dtype": "weights and compute dtype; AUTO: bf16 on a GPU that has it, else fp16; fp32 on CPU (fp16 with "
+             "--sft_type full -> fp32)",
+    "dataset": "training data, at least one: dataset names, name#N (N rows) or .json/.jsonl/.csv files; "
+               "several values or one comma-separated",
+    "val_dataset": "validation data used whole (then dataset_test_ratio is 0)",
+    "dataset_seed": "seed of the train/validation split and of name#N sampling",
+    "dataset_test_ratio": "share of each dataset held out for validation",
+    "system": "system prompt; '' = none; None: the template's default",
+    "max_length": "longest sample in tokens (text tokens: image positions come on top, see "
+                  "max_length_counts_images); -1: no limit",
+    "truncation_strategy": "a sample over max_length: delete = drop it (ignore is an alias); truncation_left = "
+                           "keep its last max_length tokens",
+    "max_length_counts_images": "vlmref: true = max_length bounds the whole sequence the model sees, image positions "
+                                "included; false = ms-swift 2.2.0's text budget",
+    "check_dataset_strategy": "rows breaking the model's rules: none = list them and stop before training; error = "
+                              "stop at the first; warning = list and keep them; discard = drop them, each counted",
+    "lora_target_modules": "modules LoRA wraps: DEFAULT (the model's list), ALL (every Linear but the output head) "
+                           "or module names; AUTO = DEFAULT",
+    "lora_target_regex": "full-match regex on module names, instead of lora_target_modules (ms-swift >= 2.2.5)",
+    "lora_rank": "LoRA rank r",
+    "lora_alpha": "LoRA alpha (the update is scaled by alpha / r)",
+    "lora_dropout_p": "dropout on the LoRA input",
+    "lora_bias_trainable": "none: biases frozen; all: every bias trained",
+    "gradient_checkpointing": "recompute activations in the backward pass (less memory, slower); None: the model's "
+                              "registry default (false for CogVLM)",
+    "deepspeed": "DeepSpeed ZeRO config: ms-swift's default-zero2 / default-zero3 / zero3-offload (parameters "
+                 "offloaded to CPU) or a JSON file; run under torchrun (NPROC_PER_NODE)",
+    "batch_size": "training samples per device per micro-batch",
+    "eval_batch_size": "validation batch size; None: batch_size",
+    "num_train_epochs": "passes over the training set (unless max_steps)",
+    "max_steps": "stop after this many optimizer steps; -1: num_train_epochs decides",
+    "optim": "optimizer (vlmref implements adamw_torch only)",
+    "adam_beta1": "AdamW beta1",
+    "adam_beta2": "AdamW beta2",
+    "adam_epsilon": "AdamW epsilon",
+    "learning_rate": "peak learning rate; None: 1e-4 for lora, 1e-5 for full",
+    "weight_decay": "AdamW weight decay",
+    "gradient_accumulation_steps": "micro-batches per optimizer step; None: ceil(16 / batch_size / world_size)",
+    "max_grad_norm": "gradient clipping (global norm)",
+    "lr_scheduler_type": "learning-rate schedule after the warmup",
+    "warmup_ratio": "share of the optimizer steps with a linear warmup",
+    "evaluation_strategy": "steps: evaluate every eval_steps and at the end; no: never",
+    "eval_steps": "evaluate every N optimizer steps",
+    "save_strategy": "steps: save a checkpoint every save_steps and at the end; no: never; None: "
+                     "evaluation_strategy",
+    "save_steps": "save every N optimizer steps; None: eval_steps",
+    "save_only_model": "checkpoints without optimizer, scheduler and RNG state (no exact resume); None: false for "
+                       "lora, true for full",
+    "save_total_limit": "checkpoints kept (older ones deleted, the best eval_loss kept); -1: all",
+    "logging_steps": "log loss, accuracy and learning rate every N steps (logging.jsonl)",
+    "dataloader_drop_last": "drop each epoch's last incomplete batch",
+    "disable_tqdm": "no progress bars",
+    "save_safetensors": "write weights as safetensors (vlmref writes safetensors only: false is refused)",
+    "max_new_tokens": "new tokens at most",
+    "do_sample": "sample (false: greedy)",
+    "temperature": "sampling temperature",
+    "top_k": "top-k sampling",
+    "top_p": "nucleus sampling",
+    "repetition_penalty": "repetition penalty",
+    "num_beams": "beam search width",
+}
+# choices of the str fields that resolve() checks (so that a tuner ms-swift has gets its own message)
+SFT_CHOICES: dict[str, tuple[str, ...]] = {
+    "sft_type": SFT_TYPES,
+    "template_profile": ("official", "swift-2.2.0"),
+    "deepspeed": (*DEEPSPEED_NAMES, "PATH.json"),
+}
+# argument groups of `vlmref sft --help`: the first field of each
+SFT_GROUPS = {"model_type": "model", "dataset": "data", "lora_target_modules": "LoRA (--sft_type lora)",
+              "gradient_checkpointing": "training",
+              "max_new_tokens": "generation config (generation_config.json in every checkpoint)"}
+
 def _json_safe(obj: Any) -> Any:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
@@ -328,55 +425,65 @@ def load_deepspeed_config(value: str | dict) -> dict[str, Any]:
 
 
 # ---- flag parser ---------------------------------------------------------------------------------------------------
-_TRUE = ("true", "1", "yes", "y", "t", "on")
-_FALSE = ("false", "0", "no", "n", "f", "off")
-
-
-def parse_bool(text: str) -> bool:
-    """ms-swift's boolean flag values: ``true/1/yes/y/t/on`` and ``false/0/no/n/f/off`` (any case)."""
-    if text.strip().lower() in _TRUE:
-        return True
-    if text.strip().lower() in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def _optional(conv):
     def parse(text: str):
-        return None if text in ("None", "none", "null") else conv(text)
+        return None if text in NONE_WORDS else conv(text)
 
     parse.__name__ = getattr(conv, "__name__", "value")
     return parse
 
 
+SFT_USAGE = "%(prog)s [args.json] --model_type MODEL_TYPE --dataset DATASET [DATASET ...] [flag ...]"
+
+
+def sft_epilog() -> str:
+    """The end of ``vlmref sft --help``: value syntax, then the ms-swift flags accepted and ignored (with why)."""
+    width = max(len(n) for n in IGNORED_FLAGS) + 4
+    lines = ["booleans: --flag true|false (also 1/0, yes/no); a bare --flag is true. Optional flags take None.",
+             "lists: several values or one comma-separated. A first argument ending in .json is a file of flag",
+             "values (ms-swift's parse_args); flags after it override it.", "",
+             "ms-swift 2.2.0 flags accepted and ignored:"]
+    lines += [f"  --{name.ljust(width - 2)}{reason}" for name, reason in IGNORED_FLAGS.items()]
+    refused = textwrap.wrap(", ".join(f"--{n}" for n in UNSUPPORTED_FLAGS), 110, initial_indent="  ",
+                            subsequent_indent="  ")
+    return "\n".join(lines + ["", "ms-swift 2.2.0 flags vlmref does not implement (refused):", *refused])
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """argparse flags for every ``SftArguments`` field (names and defaults as ms-swift 2.2.0)."""
-    p = parser or argparse.ArgumentParser(prog="vlmref sft", description="Fine-tune a model (ms-swift 2.2.0 flags).",
-                                         allow_abbrev=False)
+    """argparse flags for every ``SftArguments`` field (names and defaults as ms-swift 2.2.0, help ``SFT_HELP``)."""
+    from ..cli.flags import FlagParser, add_bool_flag, show_default
+
+    p = parser or FlagParser(prog="vlmref sft", allow_abbrev=False)
+    p.description = p.description or "Fine-tune a model with ms-swift 2.2.0's swift sft flags."
+    p.usage, p.epilog, p.formatter_class = SFT_USAGE, sft_epilog(), argparse.RawDescriptionHelpFormatter
     hints = typing.get_type_hints(SftArguments)
+    group: Any = p
     for f in dataclasses.fields(SftArguments):
+        group = p.add_argument_group(SFT_GROUPS[f.name]) if f.name in SFT_GROUPS else group
         kind = hints[f.name]
         optional = False
         if typing.get_origin(kind) in (typing.Union, types.UnionType):
             inner = [a for a in typing.get_args(kind) if a is not type(None)]
             optional, kind = True, inner[0]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw: dict[str, Any] = {"default": default, "dest": f.name}
-        help_default = f"default: {default!r}"
+        if kind is bool:
+            add_bool_flag(group, f"--{f.name}", default, SFT_HELP[f.name], allow_none=optional, dest=f.name)
+            continue
+        kw: dict[str, Any] = {"default": default, "dest": f.name,
+                              "help": f"{SFT_HELP[f.name]} (default: {show_default(default)})"}
         if typing.get_origin(kind) is Literal:
             choices = list(typing.get_args(kind))
             kw.update(type=_optional(str) if optional else str, choices=choices + ([None] if optional else []))
-            help_default += f"; one of {', '.join(map(str, choices))}"
-        elif kind is bool:
-            kw.update(type=_optional(parse_bool) if optional else parse_bool, nargs="?", const=True, metavar="true|false")
         elif typing.get_origin(kind) is list:
             kw.update(type=str, nargs="+")
         elif kind in (int, float, str):
             kw.update(type=_optional(kind) if optional else kind)
         else:  # pragma: no cover - a field type the parser does not know
             raise TypeError(f"SftArguments.{f.name}: unsupported type {kind}")
-        p.add_argument(f"--{f.name}", help=help_default, **kw)
-    for name in IGNORED_FLAGS:
+        if f.name in SFT_CHOICES:
+            kw["metavar"] = "{" + ",".join(SFT_CHOICES[f.name]) + "}"
+        group.add_argument(f"--{f.name}", **kw)
+    for name in IGNORED_FLAGS:  # listed once, with the reason, in the epilog
         p.add_argument(f"--{name}", dest=f"ignored__{name}", nargs="*", default=None, help=argparse.SUPPRESS)
     return p
 

@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..datasets.progress import PROGRESS_MIN_ROWS, RowProgress  # noqa: F401 - PROGRESS_MIN_ROWS: re-exported
 from ..errors import DatasetRowError, SequenceTooLongError, VlmrefError
 from .sft_args import SftArgumentError
 
-PROGRESS_MIN_ROWS = 2000  # smaller datasets are checked in well under a second: no bar
 TRAIN_EXTRA = "pip install 'vlmref[train]'"
 
 
@@ -104,34 +104,6 @@ def resolve_model_source(args: Any, log: Callable[[str], None]) -> None:
 
 
 # ---- rows -----------------------------------------------------------------------------------------------------------
-class _Progress:
-    """A tqdm bar (stderr) when there are enough rows and tqdm is installed; messages go above it."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        self.bar = None
-        if enabled and total >= PROGRESS_MIN_ROWS:
-            try:
-                from tqdm import tqdm
-            except ImportError:  # pragma: no cover - tqdm ships with vlmref[models]
-                return
-            self.bar = tqdm(total=total, desc=desc, unit="row", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-
-    def update(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def say(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def _position(source: str, line: int | None, index: int | None, rank: dict[str, int]) -> tuple[int, int]:
     return rank.get(source, len(rank)), line if line is not None else (index or 0)
 
@@ -152,7 +124,7 @@ def _apply(samples: Sequence[Any], check: Callable[[Any], None], strategy: str, 
     """
     bad: dict[int, DatasetRowError | None] = {}
     failed: list[DatasetRowError] = []
-    bar = _Progress(len(samples), desc, progress and not quiet)
+    bar = RowProgress(desc, len(samples), enabled=progress and not quiet)
     try:
         for s in file_order(samples, report):
             counts = report.counts(s.origin.source if s.origin else "<samples>")

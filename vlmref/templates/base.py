@@ -52,21 +52,35 @@ class Rendered:
     system: str | None
     leading_images: list[Any] = field(default_factory=list)  # before ``images`` (ms-swift XComposer2 inline)
 
-    def text(self) -> str:
-        """Segments joined; id segments as ``⟦ids⟧`` and image slots as ``⟦image N⟧``."""
-        return "".join(_segment_text(s) for s in self.segments)
+    def text(self, tokenizer: Any = None) -> str:
+        """Segments joined; id segments as ``⟦ids⟧`` and image slots as ``⟦image N⟧``. With ``tokenizer`` the ids
+        are named (CogVLM: ``⟦1⟧Question: Hi Answer:Hello.⟦2⟧`` -> ``⟦<s>⟧Question: Hi Answer:Hello.⟦</s>⟧``)."""
+        return "".join(_segment_text(s, tokenizer) for s in self.segments)
 
-    def mask_view(self) -> str:
+    def mask_view(self, tokenizer: Any = None) -> str:
         """Like ``text()`` but with supervised segments wrapped in ``[[...]]``."""
-        return "".join(f"[[{_segment_text(s)}]]" if s.loss else _segment_text(s) for s in self.segments)
+        return "".join(f"[[{_segment_text(s, tokenizer)}]]" if s.loss else _segment_text(s, tokenizer)
+                       for s in self.segments)
 
 
-def _segment_text(seg: Segment) -> str:
+def _segment_text(seg: Segment, tokenizer: Any = None) -> str:
     if isinstance(seg.value, str):
         return seg.value
     if isinstance(seg.value, ImageSlot):
         return f"⟦image {seg.value.index}⟧"
-    return "⟦" + ",".join(str(i) for i in seg.value) + "⟧"
+    return "⟦" + ",".join(_id_name(i, tokenizer) for i in seg.value) + "⟧"
+
+
+def _id_name(token_id: int, tokenizer: Any) -> str:
+    """``tokenizer``'s text for one id (``1`` -> ``<s>``); the id itself without a tokenizer, for a marker such as
+    -200 or when the tokenizer has no such id."""
+    if tokenizer is None or token_id < 0:
+        return str(token_id)
+    try:
+        name = tokenizer.decode([token_id])
+    except (IndexError, KeyError, OverflowError, TypeError, ValueError):
+        return str(token_id)
+    return name if isinstance(name, str) and name else str(token_id)
 
 
 class Template:

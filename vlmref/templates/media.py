@@ -89,7 +89,15 @@ def token_id_of(tokenizer: Any, token: str, template_type: str) -> int:
 
 
 class MediaStep:
-    """Base step: no images become tokens (text-only templates)."""
+    """Base step: no images become tokens (text-only templates).
+
+    Two class attributes say how a step's image spans read (``vlmref.llm.sample_view``, ``vlmref render``):
+    ``span_frame`` = ids at the (start, end) of each span that are the family's delimiters, not image positions
+    (Qwen-VL: ``<img>``, ``</img>``); ``images_outside_text`` = the step inserts the positions where the rendered text
+    shows no image (CogVLM: after BOS), so ``render`` adds a line ``+ ⟦image 0⟧ at ids[1:1228]``."""
+
+    span_frame: tuple[int, int] = (0, 0)
+    images_outside_text = False
 
     def __init__(self, meta: TemplateMeta, tokenizer: Any, *, media_root: str | None = None, **options: Any) -> None:
         self.meta = meta
@@ -137,6 +145,8 @@ class QwenVLMedia(MediaStep):
     so a malformed row is a ``TemplateInputError`` (``image_markup`` / ``path_too_long``), not the tokenizer's bare
     ``ValueError``."""
 
+    span_frame = (1, 1)  # a span is <img> + 256 path-byte / <imgpad> positions + </img>
+
     def collect_inline_images(self, query, history, images):
         t = self.meta.template_type
         for field_name, text in zip(user_turn_fields(len(history)), [q for q, _ in history] + [query], strict=True):
@@ -169,6 +179,8 @@ class QwenVLMedia(MediaStep):
 
 class CogVLMMedia(MediaStep):
     """One image: ``vision_tokens`` pad ids right after BOS (position 0), ``token_type_ids`` 1 on them."""
+
+    images_outside_text = True
 
     def expand(self, ctx: MediaContext) -> MediaContext:
         n_text = len(ctx.input_ids)
@@ -302,6 +314,8 @@ class SwiftXComposer2Media(MediaStep):
     so a text-only sample starts ``<s><s>``, and images from the images column (whose ``<image>`` tags stay plain
     text) come after the last text part.
     """
+
+    images_outside_text = True
 
     def collect_inline_images(self, query, history, images):
         query, history, found = _take_inline_images(query, history, "</s>", self.meta.template_type)
