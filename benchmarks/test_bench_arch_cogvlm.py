@@ -15,7 +15,7 @@ from PIL import Image
 
 from vlmref.datasets.collate import DataCollator
 from vlmref.models.cogvlm import SPEC, CogVLMForCausalLM
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 

@@ -13,7 +13,7 @@ import pytest
 from vlmref.datasets.collate import DataCollator
 from vlmref.datasets.images import load_image
 from vlmref.datasets.processors import get_image_processor
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.testing.golden import GOLDEN_IMAGES, tiny_tokenizer_for
 

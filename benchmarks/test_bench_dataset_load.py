@@ -21,7 +21,7 @@ from PIL import Image
 
 from vlmref.datasets.loader import load_dataset
 from vlmref.models.loader import shared_tokenizer_folder
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 
 ROWS = 10_000

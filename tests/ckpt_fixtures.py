@@ -25,7 +25,7 @@ import torch
 
 from vlmref.models.info import resolve_lora_targets
 from vlmref.models.loader import get_model_tokenizer
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.models.tiny import TOKENIZER_FILES, create_tiny_checkpoint
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -87,7 +87,7 @@ def adapter_loss(base_dir: Path, ckpt: Path, model_type: str, sample_row: dict[s
 
     from vlmref.datasets.collate import DataCollator
     from vlmref.models.loader import get_model_tokenizer
-    from vlmref.models.registry import MODELS
+    from vlmref.models.model_types import MODELS
     from vlmref.templates import get_template
 
     base, tok = get_model_tokenizer(model_type, torch.float32, model_id_or_path=str(base_dir))

@@ -16,7 +16,7 @@ from stand_in import golden_specials
 from vlmref.datasets.collate import DataCollator
 from vlmref.models.cogvlm import COGVLM_CHAT, SPEC, CogVLMConfig, CogVLMForCausalLM
 from vlmref.models.cogvlm.experts import build_position_ids, get_expert_mask
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 

@@ -19,7 +19,7 @@ from vlmref.models.internlm_xcomposer2.config import IXC2_7B, InternLMXComposer2
 from vlmref.models.internlm_xcomposer2.internlm2 import InternLM2Attention, rotary_cos_sin
 from vlmref.models.internlm_xcomposer2.plora import PLoRA
 from vlmref.models.internlm_xcomposer2.vision import hd_layout, hd_positions
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.templates.image_tokens import xcomposer2_5_image_tokens
 from vlmref.testing.tiny_tokenizer import TinyTokenizer

@@ -21,7 +21,7 @@ from vlmref.models.arch import get_arch
 from vlmref.models.llava_next import COMPONENTS, LlavaNextConfig, LlavaNextForCausalLM, adapt_to_tokenizer
 from vlmref.models.llava_next.config import LLAVA_NEXT_72B, is_original_layout
 from vlmref.models.llava_next.keys import ORIGINAL_KEY_MAPPING, hf_to_model, original_to_hf_key
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 

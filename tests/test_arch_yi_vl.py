@@ -15,7 +15,7 @@ from stand_in import golden_specials
 
 from vlmref.datasets.collate import DataCollator
 from vlmref.models.arch import get_arch
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.models.yi_vl import COMPONENTS, YiVLConfig, YiVLForCausalLM, load_vision_tower
 from vlmref.models.yi_vl.config import YI_VL_6B
 from vlmref.templates import get_template

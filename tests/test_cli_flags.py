@@ -104,7 +104,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def _is_boolean(action: argparse.Action) -> bool:
-    from vlmref.cli.flags import BoolAction, parse_bool, parse_optional_bool
+    from vlmref.flags import BoolAction, parse_bool, parse_optional_bool
 
     return (isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, BoolAction))
             or action.type in (parse_bool, parse_optional_bool)
@@ -122,7 +122,7 @@ REQUIRED = {
 def test_every_boolean_flag_takes_true_false_and_bare() -> None:
     """Every boolean flag of every command is the shared helper's: ``--flag``, ``--flag true|false|1|0|yes|no``,
     ``--flag=false``; its help shows ``{true,false}`` and the default."""
-    from vlmref.cli.flags import BoolAction
+    from vlmref.flags import BoolAction
 
     parsers = _subparsers(build_parser())
     with_bools = {}

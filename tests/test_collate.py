@@ -25,7 +25,7 @@ from vlmref.datasets.processors import (
     get_image_processor,
 )
 from vlmref.errors import VlmrefError
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.templates.image_tokens import xcomposer2_5_grid, xcomposer2_5_image_tokens
 from vlmref.testing.tiny_tokenizer import TinyTokenizer

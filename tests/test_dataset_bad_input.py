@@ -17,7 +17,7 @@ from vlmref.datasets.reasons import REASONS
 from vlmref.datasets.rules import RowChecker
 from vlmref.datasets.sample import RowOrigin, Sample
 from vlmref.errors import DatasetError, DatasetRowError, TemplateInputError
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.templates.inline_images import InlineMarkupError, find_inline_images
 from vlmref.testing.tiny_tokenizer import TinyTokenizer

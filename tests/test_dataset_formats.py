@@ -15,7 +15,7 @@ from vlmref.datasets.loader import load_dataset
 from vlmref.datasets.rules import RowChecker
 from vlmref.datasets.sample import Sample
 from vlmref.errors import DatasetError, DatasetRowError
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 

@@ -22,7 +22,7 @@ from vlmref.datasets.formats import RawRow, normalise_row
 from vlmref.datasets.rules import RowChecker
 from vlmref.datasets.sample import RowOrigin, Sample
 from vlmref.errors import DatasetRowError, SequenceTooLongError
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.templates.media import IMAGE_SENTINEL
 from vlmref.testing.tiny_tokenizer import TinyTokenizer

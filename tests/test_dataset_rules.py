@@ -14,7 +14,7 @@ from vlmref.datasets.loader import encode_sample, load_dataset
 from vlmref.datasets.rules import RowChecker
 from vlmref.datasets.sample import RowOrigin, Sample
 from vlmref.errors import DatasetRowError
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 

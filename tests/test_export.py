@@ -34,7 +34,7 @@ from vlmref.llm.ckpt import (
 from vlmref.llm.export import MergeError, merge_lora, merged_dir_for
 from vlmref.models.arch import get_arch
 from vlmref.models.loader import get_model_tokenizer
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.models.tiny import TOKENIZER_FILES
 
 pytestmark = pytest.mark.real_tokenizer

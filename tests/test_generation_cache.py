@@ -16,7 +16,7 @@ import torch
 from vlmref.datasets.collate import DataCollator
 from vlmref.models.kv_cache import CACHE_KWARG, cache_output, output_cache, takes_cache
 from vlmref.models.loader import get_model_tokenizer
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.models.tiny import create_tiny_checkpoint
 from vlmref.templates import get_template
 

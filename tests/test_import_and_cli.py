@@ -11,14 +11,14 @@ import sys
 import pytest
 
 from vlmref.cli.main import main
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 
 
 def _run(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.parametrize("module", ["vlmref", "vlmref.templates", "vlmref.models.registry", "vlmref.cli.main"])
+@pytest.mark.parametrize("module", ["vlmref", "vlmref.templates", "vlmref.models.model_types", "vlmref.cli.main"])
 def test_pure_modules_do_not_import_torch(module: str) -> None:
     out = _run(f"import sys, {module}; print(json.dumps(sorted(m for m in ('torch', 'transformers') if m in sys.modules)))"
                .replace("import sys,", "import sys, json,"))

@@ -27,7 +27,7 @@ from vlmref.llm.inference import (
 )
 from vlmref.llm.streaming import REPLACEMENT, decode_response
 from vlmref.models.loader import get_model_tokenizer, shared_tokenizer_folder
-from vlmref.models.registry import ModelType, get_default_template_type
+from vlmref.models.model_types import ModelType, get_default_template_type
 from vlmref.models.tiny import create_tiny_checkpoint
 from vlmref.templates import get_template
 

@@ -21,7 +21,7 @@ from vlmref.memory.simulate import KV_GROWTH_SLACK, simulate, trace
 from vlmref.memory.tracker import PeakTracker, batch_tensors
 from vlmref.memory.workload import run_workload
 from vlmref.models.info import image_tokens_per_image
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 
 
 # ---- the documented table ----------------------------------------------------------------------------------------------

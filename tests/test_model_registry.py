@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 import vlmref
-from vlmref.models.registry import MODELS, ModelType, get_default_lora_target_modules, get_model_meta
+from vlmref.models.model_types import MODELS, ModelType, get_default_lora_target_modules, get_model_meta
 from vlmref.templates import TEMPLATES
 
 SEED_TEMPLATES = {

@@ -22,7 +22,7 @@ from vlmref.models.info import (
     resolve_lora_targets,
 )
 from vlmref.models.loader import get_model_tokenizer
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "arch"

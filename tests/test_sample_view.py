@@ -11,7 +11,7 @@ from vlmref.cli.render import stand_in_tokenizer
 from vlmref.llm.inference import template_kwargs_for
 from vlmref.llm.sample_view import format_example
 from vlmref.models.loader import get_model_tokenizer
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
 
 GARBAGE = re.compile(r"[\ufffd\x00-\x08\x0b-\x1f\x7f]")  # replacement characters, raw control bytes

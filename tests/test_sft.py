@@ -17,13 +17,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from sft_worker import (
+    REPO,
     RunsCode,
     adapter_loss,
+    cli_env,
     eval_records,
     free_port,
     memorise_jsonl,
@@ -50,7 +53,7 @@ from vlmref.llm.sft import (
 )
 from vlmref.llm.sft_args import DS_CONFIG_DIR, SftArgumentError, SftArguments, load_deepspeed_config, parse_sft_args
 from vlmref.models.info import build_on_meta
-from vlmref.models.registry import MODELS
+from vlmref.models.model_types import MODELS
 
 MODEL_TYPES = MODELS.names()
 FAMILY_TYPES = ["cogvlm-17b-instruct", "qwen-vl-chat", "internlm-xcomposer2-7b-chat", "yi-vl-6b-chat",
@@ -673,6 +676,48 @@ def test_deepspeed_resume_two_processes(stage: str, sft_type: str, tiny_root: Pa
     done = run_cli(argv, NPROC_PER_NODE="2", MASTER_PORT=str(free_port()))
     assert done.returncode != 0 and not marker.exists()
     assert f"{optim}: not plain tensors and numbers (it asks for exec)" in done.stderr
+
+
+def _two_nodes(tmp_path: Path, base: Path, model_type: str, out: str,
+               per_node: Callable[[int], list[str]] = lambda node: []) -> list[Path]:
+    """Two single-process torchrun "nodes" on loopback (NNODES=2, NODE_RANK 0/1), each with its own output folder,
+    as two machines without shared storage; ``per_node(node)`` adds flags. The run dir of each node."""
+    port = str(free_port())
+    procs = []
+    for node in (0, 1):
+        argv = _common(model_type, base, tmp_path / f"{out}-node{node}", "coco-en-2-mini-sample#8", "--max_steps",
+                       "6", "--gradient_accumulation_steps", "2", "--learning_rate", "5e-3", "--logging_steps", "1",
+                       "--eval_steps", "3", "--save_steps", "3", "--gradient_checkpointing", "false", *per_node(node))
+        env = cli_env(NNODES="2", NODE_RANK=str(node), NPROC_PER_NODE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        procs.append(subprocess.Popen([sys.executable, "-m", "vlmref.cli.sft", *argv], cwd=str(REPO), env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [proc.communicate(timeout=900)[0] for proc in procs]
+    for node, (proc, output) in enumerate(zip(procs, outputs, strict=True)):
+        assert proc.returncode == 0, f"node {node}:\n{output[-4000:]}"
+    return [run_dirs(tmp_path / f"{out}-node{node}", model_type)[0] for node in (0, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.real_tokenizer
+def test_two_nodes_without_shared_storage(tiny_root: Path, tokenizers_root: Path, tmp_path: Path) -> None:
+    """Each node writes its own complete checkpoint (its first process: weights, trainer state, args; every rank its
+    RNG state into its node's copy), and both nodes resuming from their own copies reproduce the losses."""
+    model_type = "qwen-vl-chat"
+    base = tiny_checkpoint(tiny_root, model_type)
+    runs = _two_nodes(tmp_path, base, model_type, "a")
+    for node, run in enumerate(runs):
+        ckpt = run / "checkpoint-3"
+        assert {"adapter_model.safetensors", "trainer_state.json", "sft_args.json", f"rng_state_{node}.pth"} <= {
+            p.name for p in ckpt.iterdir()}, node
+        assert not (ckpt / f"rng_state_{1 - node}.pth").exists()
+        assert (run / "checkpoint-6").is_dir() and not [p.name for p in run.iterdir() if p.name.startswith(".")]
+    resumed = _two_nodes(tmp_path, base, model_type, "b",
+                         lambda node: ["--resume_from_checkpoint", str(runs[node] / "checkpoint-3")])
+    ca, cb = _curve(read_jsonl(runs[0] / "logging.jsonl"), 3), _curve(read_jsonl(resumed[0] / "logging.jsonl"), 3)
+    assert [x[0] for x in cb] == [x[0] for x in ca] and len(ca) == 4
+    for x, y in zip(ca, cb, strict=True):
+        assert all(u == pytest.approx(v, rel=1e-6, abs=1e-8) for u, v in zip(x[1:], y[1:], strict=True) if u is not None)
+    assert (resumed[1] / "checkpoint-6" / "rng_state_1.pth").is_file()
 
 
 @pytest.mark.slow

@@ -256,7 +256,7 @@ def test_template_fast_encode_equals_encode(model_type):
     from hypothesis import strategies as st
 
     from vlmref.models.loader import get_model_tokenizer
-    from vlmref.models.registry import MODELS
+    from vlmref.models.model_types import MODELS
     from vlmref.templates import get_template
 
     folder = family(MODELS.get(model_type).tokenizer.family)

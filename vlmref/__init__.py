@@ -10,8 +10,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ModelType": "vlmref.models.registry",
-    "get_default_template_type": "vlmref.models.registry",
+    "ModelType": "vlmref.models.model_types",
+    "get_default_template_type": "vlmref.models.model_types",
     "get_model_tokenizer": "vlmref.models.loader",
     "get_template": "vlmref.templates",
     "inference": "vlmref.llm.inference",

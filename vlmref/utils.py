@@ -1,4 +1,4 @@
-"""Small helpers from the seeds' API (``seed_everything``)."""
+"""Small helpers: the seeds' API (``seed_everything``), file writing, id runs as text (``runs_text``)."""
 
 from __future__ import annotations
 
@@ -110,3 +110,22 @@ def to_device(value: Any, device: Any, dtype: Any = None) -> Any:
     if isinstance(value, list):
         return [to_device(v, device, dtype) for v in value]
     return value
+
+
+def runs_text(values: list[int] | None) -> str:
+    """ids with runs of 4+ equal values written ``[v * n]`` (ms-swift's print_example style)::
+
+        >>> runs_text([1, 733, 32000, 32000, 32000, 32000, 13])
+        '1 733 [32000 * 4] 13'
+    """
+    if values is None:
+        return "None"
+    out: list[str] = []
+    i = 0
+    while i < len(values):
+        j = i
+        while j < len(values) and values[j] == values[i]:
+            j += 1
+        out.append(f"[{values[i]} * {j - i}]" if j - i >= 4 else " ".join(str(v) for v in values[i:j]))
+        i = j
+    return " ".join(out)

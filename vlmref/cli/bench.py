@@ -20,7 +20,7 @@ import argparse
 import sys
 from typing import Any
 
-from .flags import FlagParser, add_bool_flag
+from ..flags import FlagParser, add_bool_flag
 from .scenario_args import add_scenario_arguments, scenario_from_args
 
 NO_CUDA = ("error: vlmref bench measures real GPU memory and needs CUDA, and torch sees no CUDA device here.\n"
@@ -164,7 +164,7 @@ def _run(items: list[Any], args: argparse.Namespace, device: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
 
     args = build_parser(FlagParser(prog="vlmref bench", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)).parse_args(argv)

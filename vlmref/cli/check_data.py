@@ -30,13 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--dataset", required=True, nargs="+", help="files (.json/.jsonl/.csv) or dataset names, name#N")
     c.add_argument("--max_length", type=int, default=None, help="also check the encoded length (needs the tokenizer); "
                    "text tokens only, as vlmref sft (ms-swift's budget)")
-    from .flags import add_bool_flag
+    from ..flags import add_bool_flag
 
     add_bool_flag(c, "--max_length_counts_images", False,
                   "as vlmref sft: true = --max_length bounds image positions too")
     c.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
     c.add_argument("--model_id_or_path", default=None, help="folder with the model's tokenizer files")
-    from .main import add_template_profile_argument
+    from .template_args import add_template_profile_argument
 
     add_template_profile_argument(c)
     add_bool_flag(c, "--check_images", True, "open every image header")
@@ -49,7 +49,7 @@ def _template(args: argparse.Namespace):
     if args.max_length is None and args.template_profile == DEFAULT_PROFILE:
         return None
     from ..models.loader import shared_tokenizer_folder
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
     from ..templates import get_template
     from ..templates.meta import template_profile_error
     from .render import load_cli_tokenizer

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .flags import FlagParser, add_bool_flag
+from ..flags import FlagParser, add_bool_flag
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:

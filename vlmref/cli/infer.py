@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from .flags import FlagParser, add_bool_flag
+from ..flags import FlagParser, add_bool_flag
 
 
 def _none_or(kind):

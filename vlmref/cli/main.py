@@ -8,17 +8,11 @@ import json
 import sys
 
 from .. import __version__
-from ..templates.meta import DEFAULT_PROFILE, PROFILES
-
-
-def add_template_profile_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--template_profile", default=DEFAULT_PROFILE, choices=PROFILES,
-                        help="official (default): vlmref's corrected templates; swift-2.2.0: ms-swift 2.2.0's exact "
-                             "input_ids and labels, quirks included")
+from .template_args import add_template_profile_argument
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
     from ..templates import TEMPLATES
     from ..templates.meta import DEFAULT_PROFILE, SWIFT_2_2_0, SWIFT_TEMPLATES
 
@@ -86,9 +80,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .flags import FlagParser, add_bool_flag
+    from ..flags import FlagParser, add_bool_flag
 
-    # FlagParser: every sub-command's boolean flags take --flag, --flag true|false (vlmref.cli.flags)
+    # FlagParser: every sub-command's boolean flags take --flag, --flag true|false (vlmref.flags)
     p = FlagParser(prog="vlmref", description="Reference multimodal fine-tuning workflow (ms-swift 2.x).")
     p.add_argument("--version", action="version", version=f"vlmref {__version__}")
     add_bool_flag(p, "--debug", argparse.SUPPRESS, "show the traceback of an error instead of one 'error:' line "
@@ -133,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
     from .pipes import flush_stdout, stdout_closed
     from .user_errors import debug_flag, report_error
 

@@ -7,11 +7,14 @@
         --deepspeed default-zero2 --world_size 4 --json                           # as JSON
     vlmref memory --documented --out_dir memory_report                            # the seeds' 16 footprints:
                                                                                   # table + .md + .png + .json
+    vlmref memory --chart_from memory_report/documented.json                      # redraw the .png from the .json
 
 Figures are GiB. ``allocated`` is what ``torch.cuda.max_memory_allocated`` would show, ``reserved`` its
 ``max_memory_reserved`` without fragmentation, ``nvidia_smi`` adds the CUDA context; the seeds' "GB GPU memory" is
 compared with the last. ``--documented`` logs each scenario to stderr as it starts and ends (``[3/16] KEY ... 41.2 s,
-about 6 min to go``); stdout has only the table (or the JSON). Exit codes: 0 done, 2 bad flags.
+about 6 min to go``); stdout has only the table (or the JSON). The chart needs matplotlib (``pip install
+'vlmref[chart]'``); without it ``--documented`` writes the .md and .json and says so in a note on stderr.
+Exit codes: 0 done, 1 ``--chart_from`` without matplotlib, 2 bad flags.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from .flags import FlagParser, add_bool_flag
+from ..flags import FlagParser, add_bool_flag
 from .scenario_args import add_scenario_arguments, scenario_from_args
 
 CATEGORY_ORDER = ("parameters", "buffers", "gradients", "optimizer_states", "zero_model_states", "ddp_buckets",
@@ -36,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", default=None, metavar="KEY", help="with --documented: just these keys")
     p.add_argument("--out_dir", default="memory_report", help="--documented: where <stem>.{md,png,json} go")
     p.add_argument("--stem", default="documented", help="--documented: the report files' name (default: documented)")
+    p.add_argument("--chart_from", default=None, metavar="JSON",
+                   help="redraw the chart of a written report from its .json (no tracing); to --out")
+    p.add_argument("--out", default=None, metavar="PNG", help="--chart_from: the PNG (default: the JSON's path, .png)")
     add_bool_flag(p, "--json", False, "print JSON instead of the table")
     add_bool_flag(p, "--tiny", False, "trace the tiny configs (a fast check of the tracing path)")
     add_scenario_arguments(p)
@@ -106,9 +112,30 @@ def documented_rows(only: list[str] | None, tiny: bool = False, log=print) -> tu
     return rows, details
 
 
+def _redraw_chart(source: str, out: str | None) -> int:
+    from ..memory.report import CHART_EXTRA, chart_from_json
+
+    try:
+        path = chart_from_json(source, out)
+    except ImportError as err:
+        print(f"error: the chart needs matplotlib ({err}): {CHART_EXTRA}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable, not JSON, or not a report's
+        print(f"error: cannot redraw the chart of {source}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def run_namespace(args: argparse.Namespace) -> int:
     from ..memory.scenario import ScenarioError
 
+    if args.chart_from is not None:
+        if args.documented or args.model_type is not None:
+            print("error: --chart_from redraws a written report: give it without --documented/--model_type",
+                  file=sys.stderr)
+            return 2
+        return _redraw_chart(args.chart_from, args.out)
     if args.documented == (args.model_type is not None):
         print("error: give either --documented or --model_type X --mode infer|sft", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .flags import add_bool_flag
+from ..flags import add_bool_flag
 from .scenario_args import image_size
 
 

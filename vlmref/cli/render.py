@@ -22,26 +22,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..models.registry import MODELS
+from ..models.model_types import MODELS
 from ..templates import TEMPLATES, get_template
 from ..templates.meta import template_markers
+from ..utils import runs_text  # noqa: F401 - re-exported (was defined here)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample.json"
-
-
-def runs_text(values: list[int] | None) -> str:
-    """ids with runs of 4+ equal values written ``[v * n]`` (ms-swift's print_example style)."""
-    if values is None:
-        return "None"
-    out: list[str] = []
-    i = 0
-    while i < len(values):
-        j = i
-        while j < len(values) and values[j] == values[i]:
-            j += 1
-        out.append(f"[{values[i]} * {j - i}]" if j - i >= 4 else " ".join(str(v) for v in values[i:j]))
-        i = j
-    return " ".join(out)
 
 
 STAND_IN_MARKER_IDS = 2_000_000  # template markers the real tokenizer has no special token for

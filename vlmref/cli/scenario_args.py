@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .flags import add_bool_flag
+from ..flags import add_bool_flag
 
 # `vlmref sft --deepspeed`'s names; the scenario models the ZeRO stage (zero2/zero3) of ms-swift's default configs
 DEEPSPEED_METAVAR = "{default-zero2,default-zero3,zero3-offload,PATH.json}"
@@ -45,7 +45,7 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
 def scenario_from_args(args: argparse.Namespace) -> Any:
     """The ``MemoryScenario`` the flags describe (``ScenarioError`` on a bad combination)."""
     from ..memory.scenario import MemoryScenario, ScenarioError
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
 
     if args.mode is None:
         raise ScenarioError("--model_type needs --mode infer|sft")

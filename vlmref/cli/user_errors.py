@@ -32,7 +32,7 @@ def debug_enabled() -> bool:
 def split_debug(argv: list[str]) -> tuple[bool | None, list[str]]:
     """``--debug`` / ``--debug true|false`` / ``--debug=false`` (anywhere; the boolean style of every flag) and the
     other arguments: ``(True, rest)``, ``(False, rest)``, or ``(None, argv)`` without the flag."""
-    from .flags import FALSE_WORDS, TRUE_WORDS
+    from ..flags import FALSE_WORDS, TRUE_WORDS
 
     words = TRUE_WORDS + FALSE_WORDS
     debug, rest, i = None, [], 0

@@ -33,7 +33,7 @@ def run_workflow_demo(out_dir: str | os.PathLike = "demo_out", model_type: str =
                       max_steps: int = 12) -> int:
     from ..llm.ckpt import load_from_ckpt
     from ..llm.inference import inference
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
     from ..models.tiny import create_tiny_checkpoint
     from ..templates import get_template
     from . import export, sft

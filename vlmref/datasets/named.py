@@ -2,8 +2,7 @@
 
 Facts from ms-swift 2.2.0 ``swift/llm/utils/dataset.py`` (``parse_dataset_name`` L2208-2233, the COCO
 registrations L596-647 with row functions L461-476, L615-628, ``load_ms_dataset`` L292-332, ``get_dataset`` L2325-2409) and ``argument.py``
-(``handle_compatibility`` L183-246: the ``coco-mini-en*`` names, comma splitting). See ``../shared/spec``
-sections A.1, B.4 and F. ``modelscope`` is imported only when a real hub dataset is loaded.
+(``handle_compatibility`` L183-246: the ``coco-mini-en*`` names, comma splitting). ``modelscope`` is imported only when a real hub dataset is loaded.
 
 >>> parse_dataset_spec("MS::coco-mini-en#100")
 DatasetSpec(hub='ms', name_or_path='coco-mini-en', subsets=(), sample=100)
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import DatasetError, DatasetRowError
-from ..registry import Registry
+from ..name_registry import Registry
 from ..utils import atomic_write_bytes, cache_dir
 from .split import DEFAULT_DATASET_SEED, DEFAULT_DATASET_TEST_RATIO, RandomStateLike, sample_rows, train_val_split
 

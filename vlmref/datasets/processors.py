@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models.registry import MODELS
+from ..models.model_types import MODELS
 from ..templates import TEMPLATES
 from ..templates.image_tokens import (
     LLAVA_NEXT_CROP,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import DatasetRowError, ImageLoadError, SequenceTooLongError, TemplateInputError
-from ..models.registry import get_model_meta
+from ..models.model_types import get_model_meta
 from ..templates import get_template
 from ..templates.media import QWEN_VL_PATH_BYTES, QWEN_VL_PATH_EXPECTED
 from .formats import IMAGE_TAG, show

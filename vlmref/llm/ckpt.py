@@ -52,7 +52,7 @@ def checkpoint_folder(ckpt_dir: str | os.PathLike | None) -> Path:
 def read_sft_args(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's ``sft_args.json`` as a dict, checked for the fields loading needs (``model_type``,
     ``sft_type``; ``model_id_or_path`` for adapters)."""
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
 
     folder = checkpoint_folder(ckpt_dir)
     path = folder / SFT_ARGS

@@ -23,6 +23,11 @@ class DistSetting:
         return self.rank == 0
 
     @property
+    def is_local_master(self) -> bool:
+        """The first process of its node (torchrun ``LOCAL_RANK`` 0)."""
+        return self.local_rank == 0
+
+    @property
     def is_dist(self) -> bool:
         return self.world_size > 1
 

@@ -131,7 +131,7 @@ class InferArguments:
     infer_media_type: str = field(default="none", metadata=_help("", cli=False))
 
     def __post_init__(self) -> None:
-        from ..models.registry import MODELS
+        from ..models.model_types import MODELS
         from ..templates import TEMPLATES
         from ..templates.meta import DEFAULT_PROFILE, template_profile_error
 
@@ -189,7 +189,7 @@ class InferArguments:
             self.sft_type = "full"
 
     def _load_from_ckpt_dir(self) -> None:
-        from ..models.registry import MODELS
+        from ..models.model_types import MODELS
 
         path = os.path.join(self.ckpt_dir, "sft_args.json")
         if not os.path.isfile(path):

@@ -190,7 +190,7 @@ def template_kwargs_for(model_type: str, model: Any = None) -> dict[str, Any]:
                                 **template_kwargs_for('llava-next-72b', model))
         # -200 + '\n' per image -> 2340 x 151646 + '\n' (640x480), as the model's embed_inputs expects
     """
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
 
     image_id = getattr(getattr(model, "config", None), "image_token_index", None)
     options = {} if image_id is None else {"image_token_id": int(image_id)}
@@ -222,7 +222,7 @@ def profile_tokenizer(tokenizer: Any, template_type: str, profile: str) -> Any:
 
 
 def _collator_name(model: Any, template: Any) -> str:
-    from ..models.registry import MODELS
+    from ..models.model_types import MODELS
 
     model_type = getattr(model, "model_type", None)
     if isinstance(model_type, str) and model_type in MODELS:

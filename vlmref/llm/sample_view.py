@@ -101,7 +101,7 @@ def safe_decode(tokenizer: Any, ids: list[int], runs: list[ImageRun] | None = No
 
 def format_example(tokenizer: Any, encoded: dict[str, Any], template: Any = None) -> str:
     """The four ``print_example`` lines of ``encoded`` (``template``: the one that encoded it, for its media step)."""
-    from ..cli.render import runs_text
+    from ..utils import runs_text
 
     ids = list(encoded["input_ids"])
     lines = [f"[INPUT_IDS] {runs_text(ids)}", f"[INPUT] {safe_decode(tokenizer, ids, image_runs(encoded, template))}"]

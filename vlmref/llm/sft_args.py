@@ -42,7 +42,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..cli.flags import NONE_WORDS, parse_bool  # noqa: F401 - parse_bool: re-exported
+from ..flags import NONE_WORDS, parse_bool  # noqa: F401 - parse_bool: re-exported
 
 DS_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ds_config")
 DEEPSPEED_NAMES = {"default-zero2": "zero2.json", "default-zero3": "zero3.json", "zero3-offload": "zero3.json"}
@@ -157,7 +157,7 @@ class SftArguments:
     def resolve(self, world_size: int = 1, rank: int = 0, *, cuda: bool | None = None,
                 bf16_supported: bool | None = None, log: Any = print) -> SftArguments:
         """Fill every AUTO/None value as ms-swift's ``__post_init__`` does (see module docstring). Idempotent."""
-        from ..models.registry import MODELS
+        from ..models.model_types import MODELS
         from ..templates.meta import template_profile_error
 
         if getattr(self, "_resolved", False):
@@ -451,7 +451,7 @@ def sft_epilog() -> str:
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """argparse flags for every ``SftArguments`` field (names and defaults as ms-swift 2.2.0, help ``SFT_HELP``)."""
-    from ..cli.flags import FlagParser, add_bool_flag, show_default
+    from ..flags import FlagParser, add_bool_flag, show_default
 
     p = parser or FlagParser(prog="vlmref sft", allow_abbrev=False)
     p.description = p.description or "Fine-tune a model with ms-swift 2.2.0's swift sft flags."

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..models.registry import MODELS, Footprint
+from ..models.model_types import MODELS, Footprint
 from .scenario import MemoryScenario
 
 SFT_TEXT_TOKENS = 64

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..models.registry import MODELS
+from ..models.model_types import MODELS
 from .scenario import MemoryScenario, ScenarioError
 
 QUERY = "please describe the image."

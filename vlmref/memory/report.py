@@ -1,4 +1,4 @@
-"""The documented-vs-predicted table as text, markdown, JSON and a PNG bar chart (pillow; no plotting library).
+"""The documented-vs-predicted table as text, markdown, JSON and a PNG chart (matplotlib: the optional ``chart`` extra).
 
 >>> rows = [{"key": "qwen-vl-chat/lora/1gpu", "documented_gib": 23.0, "predicted_gib": 20.1, "allocated_gib": 19.3,
 ...          "gpus": "1 x 3090", "peak_phase": "backward", "seconds": 9.0}]
@@ -45,42 +45,110 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+CHART_EXTRA = "pip install 'vlmref[chart]'"
+CHART_WIDTH_PX, CHART_DPI = 1200, 100  # fixed: the same rows give the same pixels (and bytes, on the same versions)
+_ROW_PX, _BASE_PX, _FOOTER_LINE_PX = 30, 150, 13
+_DOCUMENTED, _WITHIN, _OUTSIDE, _BAND = "#6b6b6b", "#2e75b6", "#d6604d", "#d5ead5"
+
+
+def chart_size(n_rows: int, footer: str = "") -> tuple[int, int]:
+    """(width, height) in pixels of the chart of ``n_rows`` rows with ``footer``."""
+    return CHART_WIDTH_PX, _BASE_PX + _ROW_PX * n_rows + _FOOTER_LINE_PX * len(_footer_lines(footer))
+
+
+def _footer_lines(footer: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(footer, 230) if footer else []
+
+
+def _gib_panel(ax: Any, rows: list[dict[str, Any]], colours: list[str]) -> None:
+    """Documented and predicted GiB as a bar pair per row, over the documented figure's +-10 % band."""
+    ys = range(len(rows))
+    docs = [r["documented_gib"] for r in rows]
+    preds = [r["predicted_gib"] for r in rows]
+    ax.barh(ys, [2 * TOLERANCE * d for d in docs], left=[(1 - TOLERANCE) * d for d in docs], height=0.9,
+            color=_BAND, zorder=1)
+    ax.barh([y - 0.2 for y in ys], docs, height=0.38, color=_DOCUMENTED, zorder=2)
+    ax.barh([y + 0.2 for y in ys], preds, height=0.38, color=colours, zorder=2)
+    ends = [max((1 + TOLERANCE) * d, p) for d, p in zip(docs, preds, strict=True)]
+    for y, d, p, x in zip(ys, docs, preds, ends, strict=True):
+        ax.text(x + 0.6, y, f"{d:.1f} / {p:.1f}", va="center", fontsize=8)
+    ax.set_xlim(0, max(ends) * 1.14)
+    ax.set_yticks(list(ys), [f"{r['key']} ({r['gpus']})" for r in rows], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("GiB per GPU (bar labels: documented / predicted)")
+    ax.grid(axis="x", color="#dddddd", zorder=0)
+    ax.set_axisbelow(True)
+
+
+def _ratio_panel(ax: Any, ratios: list[float], colours: list[str]) -> None:
+    """predicted/documented per row against the shaded +-10 % band and the 1.0 line."""
+    from matplotlib.ticker import MultipleLocator
+
+    ys = list(range(len(ratios)))
+    ax.axvspan(1 - TOLERANCE, 1 + TOLERANCE, color=_BAND, zorder=1)
+    ax.axvline(1.0, color="#333333", linewidth=1, zorder=2)
+    ax.scatter(ratios, ys, c=colours, s=28, zorder=3)
+    for y, q in zip(ys, ratios, strict=True):
+        ax.text(q, y - 0.3, f"{q:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xlim(min(0.8, min(ratios) - 0.06), max(1.2, max(ratios) + 0.06))
+    ax.xaxis.set_major_locator(MultipleLocator(0.1))
+    ax.set_xlabel("predicted / documented")
+    ax.grid(axis="x", color="#dddddd", zorder=0)
+    ax.set_axisbelow(True)
+    ax.tick_params(axis="y", left=False)
+
+
 def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: documented (seeds) vs predicted",
               footer: str = "") -> bytes:
-    """Horizontal paired bars, one pair per footprint; the +-10 % band of each documented figure is shaded."""
+    """The rows as a PNG (matplotlib, Agg, no display): paired GiB bars per footprint with each documented figure's
+    +-10 % band shaded, and the predicted/documented ratio against the band. Raises ImportError without matplotlib."""
     import io
 
-    from PIL import Image, ImageDraw, ImageFont
+    import matplotlib  # first: a hidden matplotlib (None in sys.modules) fails here even if submodules are cached
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
-    font = ImageFont.load_default()
-    label_w, bar_w, row_h, top, pad = 330, 560, 34, 50, 12
-    width, height = label_w + bar_w + 90, top + row_h * len(rows) + 40
-    scale = bar_w / max(max(r["documented_gib"], r["predicted_gib"]) for r in rows) / 1.05
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    draw.text((pad, 12), title, fill="black", font=font)
-    draw.rectangle((pad, 30, pad + 10, 38), fill=(90, 90, 90))
-    draw.text((pad + 14, 28), "documented", fill="black", font=font)
-    draw.rectangle((pad + 90, 30, pad + 100, 38), fill=(46, 117, 182))
-    draw.text((pad + 104, 28), "predicted (nvidia-smi style), within +-10 % (shaded band)", fill="black", font=font)
-    draw.rectangle((pad + 440, 30, pad + 450, 38), fill=(214, 96, 77))
-    draw.text((pad + 454, 28), "predicted, outside the band", fill="black", font=font)
-    for i, row in enumerate(rows):
-        y = top + i * row_h
-        draw.text((pad, y + 8), f"{row['key']} ({row['gpus']})", fill="black", font=font)
-        x0 = label_w
-        doc, pred = row["documented_gib"], row["predicted_gib"]
-        draw.rectangle((x0 + doc * (1 - TOLERANCE) * scale, y + 2, x0 + doc * (1 + TOLERANCE) * scale, y + row_h - 6),
-                       fill=(225, 235, 225))
-        draw.rectangle((x0, y + 4, x0 + doc * scale, y + 13), fill=(90, 90, 90))
-        colour = (46, 117, 182) if abs(pred / doc - 1) <= TOLERANCE else (214, 96, 77)
-        draw.rectangle((x0, y + 16, x0 + pred * scale, y + 25), fill=colour)
-        draw.text((x0 + max(doc, pred) * scale + 6, y + 8), f"{doc:.0f} / {pred:.1f} GiB", fill="black", font=font)
-    if footer:  # the versions that made the chart, in the bottom margin
-        draw.text((pad, top + row_h * len(rows) + 14), footer, fill=(80, 80, 80), font=font)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    if footer:
+        footer = f"{footer} Chart: matplotlib {matplotlib.__version__}."
+    lines = _footer_lines(footer)
+    width, height = chart_size(len(rows), footer)
+    ratios = [ratio(r) for r in rows]
+    colours = [_WITHIN if abs(q - 1) <= TOLERANCE else _OUTSIDE for q in ratios]
+    with matplotlib.style.context("default"):  # no user matplotlibrc changes the picture
+        # + 0.25 px: the inches * dpi product lands inside the pixel whether a release rounds or truncates it
+        fig = Figure(figsize=(width / CHART_DPI, (height + 0.25) / CHART_DPI), dpi=CHART_DPI)
+        FigureCanvasAgg(fig)
+        bottom = (_FOOTER_LINE_PX * len(lines) + 4) / height  # the footer's strip, below the layout
+        fig.set_layout_engine("constrained", rect=(0, bottom, 1, 1 - bottom))
+        gib, rel = fig.subplots(1, 2, sharey=True, width_ratios=(2.6, 1))
+        _gib_panel(gib, rows, colours)
+        _ratio_panel(rel, ratios, colours)
+        band = f"±{TOLERANCE:.0%}"
+        fig.legend(handles=[Patch(color=_DOCUMENTED, label="documented (seed)"),
+                            Patch(color=_WITHIN, label=f"predicted (nvidia-smi style), within {band}"),
+                            Patch(color=_OUTSIDE, label=f"predicted, outside {band}"),
+                            Patch(color=_BAND, label=f"documented {band} (band)")],
+                   loc="outside lower center", ncol=4, frameon=False, fontsize=9)
+        within = sum(c == _WITHIN for c in colours)
+        fig.suptitle(f"{title}: {within}/{len(rows)} within {band}", fontsize=12)
+        for i, line in enumerate(lines):
+            fig.text(0.005, (_FOOTER_LINE_PX * (len(lines) - 1 - i) + 3) / height, line, fontsize=7, color="#555555")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})  # no version string or date in the file
     return buf.getvalue()
+
+
+def chart_from_json(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Redraw the chart of a written report (its ``.json``: rows and versions) without tracing anything again; to
+    ``out`` (default: the JSON's path with ``.png``), atomically."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    target = Path(out) if out is not None else Path(path).with_suffix(".png")
+    atomic_write_bytes(target, png_chart(data["rows"], footer=versions_line(data["versions"])), mode=0o644)
+    return target
 
 
 def versions_line(versions: dict[str, Any]) -> str:
@@ -94,15 +162,23 @@ def versions_line(versions: dict[str, Any]) -> str:
 def write_report(rows: list[dict[str, Any]], out_dir: str | os.PathLike, details: list[dict[str, Any]],
                  stem: str = "documented") -> list[Path]:
     """``<stem>.md``, ``<stem>.png`` and ``<stem>.json`` under ``out_dir`` (each written atomically, world-readable),
-    each recording the versions that made it."""
+    each recording the versions that made it; the paths written. Without matplotlib no ``.png``: a note on stderr."""
+    import sys
+
     from ..bench.env import result_versions
 
     out = Path(out_dir)
     versions = result_versions()
     footer = versions_line(versions)
-    paths = [out / f"{stem}.md", out / f"{stem}.png", out / f"{stem}.json"]
-    atomic_write_bytes(paths[0], (markdown_table(rows) + "\n\n" + footer + "\n").encode(), mode=0o644)
-    atomic_write_bytes(paths[1], png_chart(rows, footer=footer), mode=0o644)
-    table = json.dumps({"versions": versions, "rows": rows, "estimates": details}, indent=2) + "\n"
-    atomic_write_bytes(paths[2], table.encode(), mode=0o644)
-    return paths
+    md, png, table = out / f"{stem}.md", out / f"{stem}.png", out / f"{stem}.json"
+    atomic_write_bytes(md, (markdown_table(rows) + "\n\n" + footer + "\n").encode(), mode=0o644)
+    try:
+        chart = png_chart(rows, footer=footer)
+    except ImportError as err:
+        chart = None
+        print(f"note: {png} not written, the chart needs matplotlib ({err}): {CHART_EXTRA}", file=sys.stderr)
+    if chart is not None:
+        atomic_write_bytes(png, chart, mode=0o644)
+    data = json.dumps({"versions": versions, "rows": rows, "estimates": details}, indent=2) + "\n"
+    atomic_write_bytes(table, data.encode(), mode=0o644)
+    return [md, table] if chart is None else [md, png, table]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..models.arch import get_arch
-from ..models.registry import MODELS
+from ..models.model_types import MODELS
 from .scenario import MemoryScenario
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

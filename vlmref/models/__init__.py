@@ -1,5 +1,5 @@
 """Model registry (pure data) and loaders (``loader`` imports transformers lazily)."""
 
-from .registry import MODELS, DatasetRules, Footprint, ModelMeta, ModelType, TokenizerSpec, get_default_template_type
+from .model_types import MODELS, DatasetRules, Footprint, ModelMeta, ModelType, TokenizerSpec, get_default_template_type
 
 __all__ = ["MODELS", "DatasetRules", "Footprint", "ModelMeta", "ModelType", "TokenizerSpec", "get_default_template_type"]

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..registry import Registry
+from ..name_registry import Registry
 
 COMPONENTS = ("vision_tower", "projector", "language_model", "lm_head")
 
@@ -81,7 +81,7 @@ ARCHS: Registry[ArchSpec] = Registry("architecture")
 
 
 def register_arch(spec: ArchSpec) -> ArchSpec:
-    from .registry import MODELS
+    from .model_types import MODELS
 
     if spec.model_type not in MODELS:
         raise KeyError(f"{spec.model_type!r} is not a registered model type")
@@ -95,7 +95,7 @@ def get_arch(model_type: str) -> ArchSpec:
     """The ``ArchSpec`` of ``model_type`` (seed name or alias); imports the family packages (and torch) on first use."""
     import importlib
 
-    from .registry import MODELS
+    from .model_types import MODELS
 
     canonical = MODELS.canonical(model_type)
     if canonical not in ARCHS:

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .registry import MODELS
+from .model_types import MODELS
 
 BYTE_ID_OFFSET = 300
 QWEN_FIRST_SPECIAL = 151643

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from typing import Any
 
 from .arch import COMPONENTS, ArchSpec, get_arch
-from .registry import MODELS
+from .model_types import MODELS
 
 LORA_RANK = 8  # ms-swift 2.2.0 --lora_rank default
 OUTPUT_HEADS = ("lm_head", "output")  # ms-swift find_all_linears: lm_head, InternLM2's `output`

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import TokenizerNotFoundError
 from ..tokenizers import load_tokenizer, shared_tokenizers_dir
-from .registry import MODELS, ModelMeta
+from .model_types import MODELS, ModelMeta
 from .side_weights import LoadReport, logger
 
 _TOKENIZER_FILES = {

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..noise import no_deepspeed_import
 from ..utils import chmod_per_umask
-from .registry import MODELS
+from .model_types import MODELS
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "vocab.json", "merges.txt", "qwen.tiktoken")

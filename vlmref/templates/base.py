@@ -1,6 +1,7 @@
 """The template engine: example -> context list -> segments -> ids/labels, with ms-swift 2.2.0 semantics.
 
-Pipeline of ``Template.encode`` (see docs/templates.md and ``../shared/spec/swift-2.2.0.md`` section 1.2)::
+Pipeline of ``Template.encode`` (ms-swift 2.2.0 ``swift/llm/utils/template.py``: ``Template.encode`` / ``_encode``;
+the README's "Encoding semantics" section states the rules)::
 
     example ─ add <image> tags ─ check ─ system ─ context list with loss flags ─ <image> -> placeholder
             ─ merge adjacent unsupervised text ─ tokenize each text segment alone (add_special_tokens=False)

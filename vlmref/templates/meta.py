@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ..registry import Registry
+from ..name_registry import Registry
 
 IdElement = tuple[int | str, ...]
 Element = str | IdElement

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VlmrefError
-from ..models.registry import MODELS, TokenizerSpec
+from ..models.model_types import MODELS, TokenizerSpec
 from ..templates import TEMPLATES, Template, get_template
 from ..templates.meta import OFFICIAL, TemplateMeta, get_template_meta, template_markers
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models.registry import MODELS
+from ..models.model_types import MODELS
 from ..templates.meta import TemplateMeta, template_markers
 from .golden import GOLDEN_IMAGES, TEMPLATE_TOKENIZER
 

@@ -23,7 +23,7 @@ from typing import Any
 import tiktoken
 from transformers import AddedToken, PreTrainedTokenizer
 
-from .loader import added_tokens_from_config, read_tokenizer_config, token_content
+from .config import added_tokens_from_config, read_tokenizer_config, token_content
 
 PAT_STR = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 ENDOFTEXT, IMSTART, IMEND = "<|endoftext|>", "<|im_start|>", "<|im_end|>"

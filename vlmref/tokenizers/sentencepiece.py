@@ -25,7 +25,7 @@ from transformers import AddedToken
 from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
 from ..noise import drop_sentencepiece_nul_piece_warning
-from .loader import added_tokens_from_config, read_tokenizer_config, token_content
+from .config import added_tokens_from_config, read_tokenizer_config, token_content
 
 _DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None}
 PREFIX_POLICIES = ("sentencepiece", "every_chunk", "first_chunk")

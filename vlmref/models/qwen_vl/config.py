@@ -13,8 +13,7 @@ Sources (each value below is tagged [read] = seen in that source, [inferred] = d
 * ``CFG``: Qwen-VL-Chat ``config.json``: a verbatim copy in a third-party evaluation script (search index id
   11130836921; its ``model_type`` line is edited to ``qwenvl`` in one branch and left ``qwen`` in the other), the same
   values (bar the GPTQ block and dtype flags) in the Qwen-VL-Chat-Int4 ``config.json`` mirrored at
-  github.com/x1ngzai/Qwen-VL-Chat-Int4 @1cd721a27dd000fc4cf688c6ad58e614da1d600d, and
-  /work/shared/spec/architectures.md section 2.2.
+  github.com/x1ngzai/Qwen-VL-Chat-Int4 @1cd721a27dd000fc4cf688c6ad58e614da1d600d.
 * ``CODE``: ``modeling_qwen.py`` / ``visual.py`` / ``configuration_qwen.py`` of the same mirror @1cd721a (the HF
   remote code of Qwen-VL-Chat-Int4; identical modules to Qwen-VL-Chat's, checked against peace-zy/Qwen-VL
   ``eval_floor_plan/model/modeling_qwen.py`` @e3898dd, a copy of the later Qwen-VL-Chat file that adds the

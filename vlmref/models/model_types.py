@@ -2,7 +2,8 @@
 
 Canonical names are the seeds' (``cogvlm-17b-instruct``, ``llava1d6-mistral-7b-instruct``); ms-swift 2.2.0's names
 (``cogvlm-17b-chat``, ``llava1_6-mistral-7b-instruct``) are aliases, accepted everywhere (CLI and Python API).
-Sources: ``../shared/spec/swift-2.2.0.md`` section 3 (registrations) and ``../shared/seeds/*.md`` (footprints).
+Sources: ms-swift 2.2.0 ``swift/llm/utils/model.py`` (the ``register_model`` calls) and ms-swift's multimodal
+best-practice guides ``docs/source/Multi-Modal/*.md`` (the documented footprints).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..registry import Registry
+from ..name_registry import Registry
 from ..templates.image_tokens import LLAVA_NEXT_GRID_PINPOINTS
 
 
