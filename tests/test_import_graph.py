@@ -122,6 +122,8 @@ def _under(name: str, package: str) -> bool:
     ("vlmref.templates", "vlmref.llm"),
     ("vlmref.datasets", "vlmref.llm"),
     ("vlmref.models", "vlmref.llm"),
+    ("vlmref.memory", "vlmref.llm.sft"),  # memory and bench use the training library, not the recipe
+    ("vlmref.bench", "vlmref.llm.sft"),
     ("vlmref.llm", "vlmref.memory"),
     ("vlmref.training", "vlmref.memory"),
 ])

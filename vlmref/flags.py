@@ -33,9 +33,16 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def parse_optional_bool(text: str) -> bool | None:
-    """``parse_bool``, and ``None``/``none``/``null`` -> None (the field's "decide for me" value)."""
-    return None if text in NONE_WORDS else parse_bool(text)
+def or_none(conv: Any) -> Any:
+    """``conv`` that also takes ``None``/``none``/``null`` -> None (an Optional flag's "decide for me" value)."""
+    def parse(text: str):
+        return None if text in NONE_WORDS else conv(text)
+
+    parse.__name__ = getattr(conv, "__name__", "value")  # argparse names the type in "invalid <name> value"
+    return parse
+
+
+parse_optional_bool = or_none(parse_bool)
 
 
 def show_default(value: Any) -> str:

@@ -166,9 +166,9 @@ def _place_model(s: MemoryScenario, tiny: bool, cuda_devices: list[int]) -> tupl
 def _deepspeed_engine(model: Any, s: MemoryScenario, steps: int, world_size: int, cuda: bool) -> Any:
     import deepspeed
 
-    from ..llm.sft import fill_deepspeed_config
     from ..llm.sft_args import DS_CONFIG_DIR
     from ..memory.workload import LEARNING_RATE, MAX_GRAD_NORM, WEIGHT_DECAY
+    from ..training.deepspeed_config import fill_deepspeed_config
 
     config = json.loads((Path(DS_CONFIG_DIR) / f"{s.deepspeed}.json").read_text())
     args = SimpleNamespace(batch_size=s.batch_size, gradient_accumulation_steps=1, max_grad_norm=MAX_GRAD_NORM,

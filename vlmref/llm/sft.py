@@ -46,12 +46,11 @@ from typing import Any
 
 # names with `noqa: F401` are re-exported: tests and tools import them from here (they live in vlmref.training)
 from ..training.checkpoint import CheckpointPayload, save_checkpoint, write_json
-from ..training.deepspeed_config import _hidden_size, fill_deepspeed_config, init_deepspeed  # noqa: F401
+from ..training.deepspeed_config import fill_deepspeed_config, init_deepspeed  # noqa: F401
 from ..training.device_map import sft_model_kwargs
 from ..training.evaluate import evaluate
 from ..training.lora import group_module_names, lora_module_names, resolve_lora_target_modules  # noqa: F401
-from ..training.metrics import GIB, SimpleBar, peak_memory, progress_bar, progress_fields  # noqa: F401
-from ..training.metrics import format_time as _format_time  # noqa: F401
+from ..training.metrics import peak_memory, progress_bar, progress_fields
 from ..training.model_prep import first_float_dtype, prepare_model_for_training
 from ..training.optim import (  # noqa: F401  (decay_parameter_names, warmup_steps: re-exported)
     build_optimizer,
@@ -68,7 +67,7 @@ from ..training.resume import (
     load_optimizer_state,
     read_trainer_state,
 )
-from ..training.run_dir import make_run_dir, next_version_dir, prepare_run_dir  # noqa: F401
+from ..training.run_dir import next_version_dir, prepare_run_dir  # noqa: F401
 from ..training.state import TrainState, Window, trainer_state_dict  # noqa: F401
 from ..training.step import autocast_dtype, current_lr, train_step
 from .dist import (  # noqa: F401
@@ -77,21 +76,15 @@ from .dist import (  # noqa: F401
     _all_gather_object,
     _all_reduce_sum,
     _barrier,
-    _broadcast_object,
     get_dist_setting,
     init_distributed,
 )
 from .safe_state import load_rng_state
-from .sample_view import format_example, safe_decode  # noqa: F401  (the first-sample view)
+from .sample_view import format_example
 from .sft_args import SftArgumentError, SftArguments
 from .sft_checkpoint import (  # noqa: F401
-    CHECKPOINT_RE,
-    SAVE_HOOK_ENV,
     CheckpointWriter,
     checkpoints_to_delete,
-    get_rng_state,
-    list_checkpoints,
-    remove_dir_atomically,
     rng_file,
     set_rng_state,
 )

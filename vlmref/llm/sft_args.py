@@ -42,7 +42,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..flags import NONE_WORDS, parse_bool  # noqa: F401 - parse_bool: re-exported
+from ..flags import or_none, parse_bool  # noqa: F401 - parse_bool: re-exported
 
 DS_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ds_config")
 DEEPSPEED_NAMES = {"default-zero2": "zero2.json", "default-zero3": "zero3.json", "zero3-offload": "zero3.json"}
@@ -425,14 +425,6 @@ def load_deepspeed_config(value: str | dict) -> dict[str, Any]:
 
 
 # ---- flag parser ---------------------------------------------------------------------------------------------------
-def _optional(conv):
-    def parse(text: str):
-        return None if text in NONE_WORDS else conv(text)
-
-    parse.__name__ = getattr(conv, "__name__", "value")
-    return parse
-
-
 SFT_USAGE = "%(prog)s [args.json] --model_type MODEL_TYPE --dataset DATASET [DATASET ...] [flag ...]"
 
 
@@ -473,11 +465,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                               "help": f"{SFT_HELP[f.name]} (default: {show_default(default)})"}
         if typing.get_origin(kind) is Literal:
             choices = list(typing.get_args(kind))
-            kw.update(type=_optional(str) if optional else str, choices=choices + ([None] if optional else []))
+            kw.update(type=or_none(str) if optional else str, choices=choices + ([None] if optional else []))
         elif typing.get_origin(kind) is list:
             kw.update(type=str, nargs="+")
         elif kind in (int, float, str):
-            kw.update(type=_optional(kind) if optional else kind)
+            kw.update(type=or_none(kind) if optional else kind)
         else:  # pragma: no cover - a field type the parser does not know
             raise TypeError(f"SftArguments.{f.name}: unsupported type {kind}")
         if f.name in SFT_CHOICES:

@@ -62,7 +62,7 @@ def prepare(model: Any, scenario: MemoryScenario) -> Any:
     if scenario.sft_type == "lora":
         from peft import LoraConfig, get_peft_model
 
-        from ..llm.sft import resolve_lora_target_modules
+        from ..training.lora import resolve_lora_target_modules
 
         targets = resolve_lora_target_modules(model, scenario.model_type, scenario.lora_target_modules)
         config = LoraConfig(r=scenario.lora_rank, lora_alpha=scenario.lora_alpha, lora_dropout=LORA_DROPOUT,
