@@ -16,12 +16,12 @@ from stand_in import golden_specials
 from vlmref.datasets.collate import DataCollator
 from vlmref.models.arch import get_arch
 from vlmref.models.internlm_xcomposer2.config import IXC2_7B, InternLMXComposer2Config
+from vlmref.models.internlm_xcomposer2.image_tokens import xcomposer2_5_image_tokens
 from vlmref.models.internlm_xcomposer2.internlm2 import InternLM2Attention, rotary_cos_sin
 from vlmref.models.internlm_xcomposer2.plora import PLoRA
 from vlmref.models.internlm_xcomposer2.vision import hd_layout, hd_positions
 from vlmref.models.model_types import MODELS
 from vlmref.templates import get_template
-from vlmref.templates.image_tokens import xcomposer2_5_image_tokens
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 
 GOLDEN_ARCH = Path(__file__).resolve().parent.parent / "golden" / "arch"

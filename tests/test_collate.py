@@ -12,22 +12,16 @@ from PIL import Image
 from stand_in import all_template_specials
 
 from vlmref.datasets.collate import CollateError, DataCollator, ImageRequiredError
-from vlmref.datasets.processors import (
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
-    CogVLMImageProcessor,
-    LlavaNextImageProcessor,
-    QwenVLImageProcessor,
-    XComposer2_5ImageProcessor,
-    XComposer2ImageProcessor,
-    YiVLImageProcessor,
-    expand2square,
-    get_image_processor,
-)
+from vlmref.datasets.processors import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, expand2square, get_image_processor
 from vlmref.errors import VlmrefError
+from vlmref.models.cogvlm.processing import CogVLMImageProcessor
+from vlmref.models.internlm_xcomposer2.image_tokens import xcomposer2_5_grid, xcomposer2_5_image_tokens
+from vlmref.models.internlm_xcomposer2.processing import XComposer2_5ImageProcessor, XComposer2ImageProcessor
+from vlmref.models.llava_next.processing import LlavaNextImageProcessor
 from vlmref.models.model_types import MODELS
+from vlmref.models.qwen_vl.processing import QwenVLImageProcessor
+from vlmref.models.yi_vl.processing import YiVLImageProcessor
 from vlmref.templates import get_template
-from vlmref.templates.image_tokens import xcomposer2_5_grid, xcomposer2_5_image_tokens
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 
 SPECIALS = all_template_specials()

@@ -8,12 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vlmref.templates.image_tokens import (
+from vlmref.models.internlm_xcomposer2.image_tokens import xcomposer2_5_grid, xcomposer2_5_image_tokens
+from vlmref.models.llava_next.image_tokens import (
     LLAVA_NEXT_GRID_PINPOINTS,
     llava_next_image_tokens,
     select_best_resolution,
-    xcomposer2_5_grid,
-    xcomposer2_5_image_tokens,
 )
 
 BASE = (336 // 14) ** 2  # 576: the base (global) view, CLS dropped

@@ -21,7 +21,7 @@ from vlmref.datasets.loader import load_dataset
 from vlmref.datasets.split import sample_rows
 from vlmref.llm.infer import DASHES, MEDIA_PROMPT, InferArguments, llm_infer
 from vlmref.models.tiny import create_tiny_checkpoint
-from vlmref.templates.families.yi_vl import YI_VL_SYSTEM
+from vlmref.models.yi_vl.template import YI_VL_SYSTEM
 
 DATASET = "coco-en-2-mini-sample"  # 24 generated images with captions, offline
 

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from stand_in import all_template_specials
 
 from vlmref.errors import SequenceTooLongError
+from vlmref.models.internlm_xcomposer2.image_tokens import xcomposer2_5_image_tokens
+from vlmref.models.llava_next.image_tokens import llava_next_image_tokens
 from vlmref.templates import TEMPLATES, get_template
-from vlmref.templates.image_tokens import llava_next_image_tokens, xcomposer2_5_image_tokens
 from vlmref.templates.media import IMAGE_SENTINEL
 from vlmref.testing.tiny_tokenizer import TinyTokenizer
 

@@ -1,8 +1,13 @@
-"""A small name -> item registry that refuses duplicates (the pattern every vlmref registry uses)."""
+"""A small name -> item registry that refuses duplicates (the pattern every vlmref registry uses).
+
+A registry filled by the model families takes ``populate`` (``vlmref.families.load_families``): it runs before the
+first read and again when a name is not found, so a family module registers its parts on import and no generic
+module has to import (or list) the families.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -15,10 +20,17 @@ class Registry(Generic[T]):
     1
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, populate: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
+        self._populate = populate
+        self._populated = populate is None
+
+    def _fill(self, force: bool = False) -> None:
+        if self._populate is not None and (force or not self._populated):
+            self._populated = True
+            self._populate()
 
     def register(self, name: str, item: T, *, aliases: tuple[str, ...] = ()) -> T:
         for key in (name, *aliases):
@@ -31,6 +43,9 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` or one of its aliases."""
+        self._fill()
+        if name not in self._items and name not in self._aliases:
+            self._fill(force=True)  # a family added since the first read (a plugin named in the environment)
         if name in self._items:
             return name
         if name in self._aliases:
@@ -41,16 +56,21 @@ class Registry(Generic[T]):
         return self._items[self.canonical(name)]
 
     def names(self) -> list[str]:
+        self._fill()
         return list(self._items)
 
     def aliases(self) -> dict[str, str]:
+        self._fill()
         return dict(self._aliases)
 
     def __contains__(self, name: object) -> bool:
+        self._fill()
         return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        self._fill()
+        return iter(list(self._items))
 
     def __len__(self) -> int:
+        self._fill()
         return len(self._items)

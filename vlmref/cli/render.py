@@ -24,6 +24,7 @@ from typing import Any
 
 from ..models.model_types import MODELS
 from ..templates import TEMPLATES, get_template
+from ..templates.media import get_media_step
 from ..templates.meta import template_markers
 from ..utils import runs_text  # noqa: F401 - re-exported (was defined here)
 
@@ -51,7 +52,7 @@ def stand_in_tokenizer(model_type: str):
     eos = recorded.get("eos") or spec.eos or "</s>"
     pad = recorded.get("pad") or spec.pad or eos
     names = sorted(template_markers(TEMPLATES.get(meta.template)) | {bos, eos, pad, *spec.add_tokens, "<image>"}
-                   | ({"<img>", "</img>", "<imgpad>"} if spec.kind == "qwen-vl" else set()))
+                   | set(get_media_step(TEMPLATES.get(meta.template).media).markup_tokens))
     ids = {name: real[name] for name in names if name in real}
     for name in names:
         if name not in ids:
@@ -128,8 +129,8 @@ def run_demo(out=None) -> int:
         paths = write_sample_images(Path(tmp))
         for model_type in MODELS.names():
             meta = MODELS.get(model_type)
-            row = sample["rows"]["inline_img" if meta.template in ("qwen-vl", "internlm-xcomposer2", "internlm-xcomposer2_5")
-                                 else "images_column"]
+            inline = get_media_step(TEMPLATES.get(meta.template).media).inline_image_syntax
+            row = sample["rows"]["inline_img" if inline else "images_column"]
             example = json.loads(json.dumps(row).replace("{image}", paths["cat.png"]))
             tokenizer, desc = load_cli_tokenizer(model_type, None)
             print(render_report(model_type, example, tokenizer, desc), file=out)

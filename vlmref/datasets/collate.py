@@ -37,14 +37,11 @@ import torch
 from PIL import Image
 
 from ..errors import VlmrefError
-from .processors import PROCESSORS, ImageProcessor, get_image_processor, resolve_media
+from ..templates.media import get_media_step
+from .processors import ImageProcessor, get_image_processor, has_image_processor, resolve_media
 
 # token-aligned extras the templates emit: key -> (pad value, dtype)
 TOKEN_EXTRAS: dict[str, tuple[Any, torch.dtype]] = {"token_type_ids": (0, torch.long), "im_mask": (False, torch.bool)}
-# media families whose model refuses a row without an image, and why
-IMAGE_REQUIRED: dict[str, str] = {
-    "cogvlm": "CogVLM needs exactly one image per conversation (build_conversation_input_ids)",
-}
 
 
 class CollateError(VlmrefError, ValueError):
@@ -177,13 +174,14 @@ class DataCollator:
 
     def _collate_images(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
         refs = [list(s.get("images") or []) for s in batch]
-        if self.family in IMAGE_REQUIRED:
+        required = get_media_step(self.family).image_required  # why the model refuses a row without an image
+        if required:
             for i, r in enumerate(refs):
                 if not r:
-                    raise ImageRequiredError(self.model_type, i, IMAGE_REQUIRED[self.family])
+                    raise ImageRequiredError(self.model_type, i, required)
         if not any(refs):
             return {}
-        if self._processor is None and self.family not in PROCESSORS:
+        if self._processor is None and not has_image_processor(self.model_type):
             i = next(i for i, r in enumerate(refs) if r)
             raise CollateError(f"[{self.model_type}] batch[{i}] has images but template {self.template_type!r} takes none")
         per_sample = [[self._load(ref) for ref in r] for r in refs]

@@ -18,7 +18,6 @@ from typing import Any
 from ..errors import DatasetRowError, ImageLoadError, SequenceTooLongError, TemplateInputError
 from ..models.model_types import get_model_meta
 from ..templates import get_template
-from ..templates.media import QWEN_VL_PATH_BYTES, QWEN_VL_PATH_EXPECTED
 from .formats import IMAGE_TAG, show
 from .reasons import image_reason
 from .sample import RowOrigin, Sample
@@ -68,7 +67,7 @@ class RowChecker:
     @property
     def inline_images(self) -> bool:
         """Whether ``<img>path</img>`` in user turns is this model's documented image syntax."""
-        return self.check_template.meta.media in ("qwen_vl", "xcomposer2", "xcomposer2_5")
+        return self.check_template.media.inline_image_syntax
 
     def check(self, sample: Sample) -> None:
         self._check_rules(sample)
@@ -118,19 +117,21 @@ class RowChecker:
             raise template_row_error(e, sample.origin) from None
 
     def _check_path_refs(self, sample: Sample) -> None:
-        """Qwen-VL loads images by path or URL inside the model; the reference must fit in 256 bytes."""
+        """The model loads images by path or URL itself (Qwen-VL); the reference must fit its media step's byte limit."""
         from .images import classify_image_ref
 
+        step = self.check_template.media
+        limit, expected = step.image_ref_max_bytes, step.image_ref_expected
         for i, ref in enumerate(sample.images):
             if ref is None:
                 continue
             size = len(ref.encode("utf-8")) if isinstance(ref, str) else 0
             kind = classify_image_ref(ref) if isinstance(ref, str) else type(ref).__name__
-            if size > QWEN_VL_PATH_BYTES:
-                raise self._error(sample, f"images[{i}]", QWEN_VL_PATH_EXPECTED, f"{size} bytes: {show(ref, 40)}",
+            if limit is not None and size > limit:
+                raise self._error(sample, f"images[{i}]", expected, f"{size} bytes: {show(ref, 40)}",
                                   "path_too_long")
             if kind not in ("path", "url"):
-                raise self._error(sample, f"images[{i}]", QWEN_VL_PATH_EXPECTED,
+                raise self._error(sample, f"images[{i}]", expected or "a local path or http(s) URL",
                                   f"{kind.replace('_', ' ')} {show(ref, 40)}" if isinstance(ref, str) else kind,
                                   "image_kind")
 

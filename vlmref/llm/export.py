@@ -122,7 +122,11 @@ def merge_lora(
             merged.save_pretrained(str(tmp), safe_serialization=True)
         _copy_base_files(base_dir, folder, tmp)
         _copy_tokenizer_files(Path(getattr(tokenizer, "tokenizer_dir", base_dir)), base_dir, tmp)
-        _write_side_weights(args["model_type"], merged, base_dir, tmp)
+        from ..models.arch import get_arch
+
+        side_weights = get_arch(args["model_type"]).export_side_weights
+        if side_weights is not None:  # weights the family keeps outside the model folder's main files (Yi-VL's vit/)
+            side_weights(merged, base_dir, tmp)
         new_args = dict(args)
         new_args.update(sft_type="full", dtype=dtype_name(merged.dtype), model_id_or_path=str(out),
                         merged_from=str(folder), base_model_id_or_path=args.get("model_id_or_path"))
@@ -166,27 +170,6 @@ def _copy_tokenizer_files(tokenizer_dir: Path, base_dir: Path, target: Path) -> 
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).is_file():
             shutil.copyfile(tokenizer_dir / name, target / name)
-
-
-def _write_side_weights(model_type: str, merged: Any, base_dir: Path, target: Path) -> None:
-    """Yi-VL: ``vit/<name>`` (the vision tower the loader prefers) with the merged vision-tower weights."""
-    from ..models.arch import get_arch
-
-    if get_arch(model_type).family != "yi_vl":
-        return
-    from safetensors.torch import save_file
-
-    from ..models.yi_vl.config import vision_tower_dir
-
-    source = vision_tower_dir(base_dir, getattr(merged.config, "mm_vision_tower", None))
-    if source is None:
-        return
-    rel = Path(source).relative_to(base_dir)
-    dest = target / rel
-    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "*.index.json"))
-    tower = merged.model.vision_tower.vision_tower.state_dict()
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tower.items()}, str(dest / "model.safetensors"),
-              metadata={"format": "pt"})
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:

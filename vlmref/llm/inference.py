@@ -271,7 +271,7 @@ def render_prompt(template: Any, encoded: dict[str, Any]) -> str:
     """The decoded prompt with each image span shown as ``[<id> * <n>]`` (ms-swift's ``safe_tokenizer_decode``)."""
     tokenizer = template.tokenizer
     ids = list(encoded["input_ids"])
-    if template.meta.media == "qwen_vl":  # the Qwen-VL tokenizer decodes <img>PATH</img> spans itself
+    if template.media.tokenizer_expands_markup:  # the Qwen-VL tokenizer decodes <img>PATH</img> spans itself
         return tokenizer.decode(ids, skip_special_tokens=False)
     parts, pos = [], 0
     for start, length in sorted(encoded.get("image_spans") or []):

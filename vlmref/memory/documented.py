@@ -1,7 +1,7 @@
 """The 16 GPU-memory figures the seeds document, each with the exact scenario ``vlmref memory --documented`` predicts.
 
-Every ``Footprint`` in the model registry appears here exactly once (a test checks it). The scenario is the seed's
-command with ms-swift 2.2.0's defaults: bf16, batch 1, LoRA r=8 on the registry's DEFAULT targets, the registry's
+Every ``Footprint`` in the model registry appears here exactly once, in registry order. The scenario is the seed's
+command (with the launch its ``Footprint`` records: processes, GPUs per process, ZeRO stage) with ms-swift 2.2.0's defaults: bf16, batch 1, LoRA r=8 on the registry's DEFAULT targets, the registry's
 gradient-checkpointing default, ``max_length`` 2048 (a budget the seeds' coco samples never reach).
 
 Sample lengths (stated assumptions, the same for every model, never fitted to the documented numbers):
@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..models.family import family_of
 from ..models.model_types import MODELS, Footprint
 from .scenario import MemoryScenario
 
@@ -52,12 +53,9 @@ class DocumentedFootprint:
         return f"{self.model_type}/{fp.mode}/{fp.gpus}gpu"
 
 
-SWIFT_ATTENTION = {"cogvlm": "sdpa", "qwen_vl": "eager", "internlm_xcomposer2": "eager", "yi_vl": "eager",
-                   "llava_next": "eager"}
-
-
 def _attention(model_type: str) -> str:
-    return SWIFT_ATTENTION[MODELS.get(model_type).architecture]
+    """The attention implementation ms-swift 2.2.0's documented run of ``model_type`` used (its family's record)."""
+    return family_of(model_type).swift_attention
 
 
 def _sft(model_type: str, sft_type: str = "lora", **kw) -> MemoryScenario:
@@ -70,43 +68,23 @@ def _infer(model_type: str, **kw) -> MemoryScenario:
                           image_size=COCO_IMAGE, attention=_attention(model_type), **kw)
 
 
-# (model_type, mode, gpus) -> scenario; the seed command is quoted in the registry Footprint's ``launch``/``seed``
-_SCENARIOS: dict[tuple[str, str, int], MemoryScenario] = {
-    ("cogvlm-17b-instruct", "infer", 1): _infer("cogvlm-17b-instruct"),
-    ("cogvlm-17b-instruct", "lora", 1): _sft("cogvlm-17b-instruct"),
-    ("qwen-vl-chat", "infer", 1): _infer("qwen-vl-chat"),
-    ("qwen-vl-chat", "lora", 1): _sft("qwen-vl-chat"),
-    # NPROC_PER_NODE=2 CUDA_VISIBLE_DEVICES=0,1,2,3: 2 DDP processes, each splits the model over 2 GPUs
-    ("qwen-vl-chat", "full", 4): _sft("qwen-vl-chat", "full", world_size=2, devices_per_process=2),
-    ("internlm-xcomposer2-7b-chat", "infer", 1): _infer("internlm-xcomposer2-7b-chat"),
-    ("internlm-xcomposer2-7b-chat", "lora", 1): _sft("internlm-xcomposer2-7b-chat"),
-    ("yi-vl-6b-chat", "infer", 1): _infer("yi-vl-6b-chat"),
-    ("yi-vl-6b-chat", "lora", 1): _sft("yi-vl-6b-chat"),
-    ("llava1d6-mistral-7b-instruct", "infer", 1): _infer("llava1d6-mistral-7b-instruct"),
-    ("llava1d6-mistral-7b-instruct", "lora", 1): _sft("llava1d6-mistral-7b-instruct"),
-    ("llava1d6-mistral-7b-instruct", "full", 4): _sft("llava1d6-mistral-7b-instruct", "full", deepspeed="zero2",
-                                                      world_size=4),
-    ("llava1d6-yi-34b-instruct", "infer", 1): _infer("llava1d6-yi-34b-instruct"),
-    ("llava1d6-yi-34b-instruct", "infer", 4): _infer("llava1d6-yi-34b-instruct", devices_per_process=4),
-    ("llava1d6-yi-34b-instruct", "lora", 2): _sft("llava1d6-yi-34b-instruct", devices_per_process=2),
-    ("llava1d6-yi-34b-instruct", "full", 8): _sft("llava1d6-yi-34b-instruct", "full", devices_per_process=8),
-}
+def _scenario(model_type: str, fp: Footprint) -> MemoryScenario:
+    """The seed command of ``fp`` (quoted in its ``launch``/``seed``) as a scenario, with the launch it records."""
+    launch = {"world_size": fp.world_size, "devices_per_process": fp.devices_per_process}
+    if fp.mode == "infer":
+        return _infer(model_type, **launch)
+    return _sft(model_type, fp.mode, deepspeed=fp.deepspeed, **launch)
 
 
 def _build() -> tuple[DocumentedFootprint, ...]:
     rows = []
     for model_type in MODELS.names():
         for fp in MODELS.get(model_type).footprints:
-            key = (model_type, fp.mode, fp.gpus)
-            if key not in _SCENARIOS:
-                raise KeyError(f"documented footprint {key} has no scenario in vlmref/memory/documented.py")
-            scenario = _SCENARIOS[key]
+            scenario = _scenario(model_type, fp)
             if scenario.devices != fp.gpus:
-                raise ValueError(f"{key}: scenario uses {scenario.devices} GPUs, the seed {fp.gpus}")
+                raise ValueError(f"{model_type}/{fp.mode}/{fp.gpus}gpu: its launch uses {scenario.devices} GPUs, the "
+                                 f"seed {fp.gpus}")
             rows.append(DocumentedFootprint(model_type, fp, scenario))
-    unused = set(_SCENARIOS) - {(r.model_type, r.footprint.mode, r.footprint.gpus) for r in rows}
-    if unused:
-        raise KeyError(f"scenarios for footprints the registry does not document: {sorted(unused)}")
     return tuple(rows)
 
 

@@ -1,6 +1,6 @@
 """Architecture registry: how each model type is built (full size or tiny) and how its parameters group.
 
-Each family package (``vlmref.models.<family>``) registers one ``ArchSpec`` per model type it serves::
+Each family's ``arch_module`` (``vlmref/models/<family>/arch.py``) registers one ``ArchSpec`` per model type::
 
     register_arch(ArchSpec(
         model_type="qwen-vl-chat", family="qwen_vl",
@@ -54,6 +54,9 @@ class ArchSpec:
     key_mapping: dict[str, str] | None = None
     # called as after_load(model, folder) once weights are in (e.g. Yi-VL's vision tower in a subfolder)
     after_load: Callable[[Any, Any], None] | None = None
+    # called as export_side_weights(merged_model, base_dir, target) when a merged model is exported, for weights the
+    # family keeps in files of their own (Yi-VL: the vision tower under vit/)
+    export_side_weights: Callable[[Any, Any, Any], None] | None = None
     # optional hook: full_config -> config dict with a given tokenizer's vocab/special ids (tiny checkpoints)
     adapt_to_tokenizer: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
     notes: tuple[str, ...] = field(default=())
@@ -77,7 +80,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-ARCHS: Registry[ArchSpec] = Registry("architecture")
+def _import_arch_modules() -> None:
+    """Import each family's ``arch_module`` (they register their ``ArchSpec``s; this imports torch)."""
+    import importlib
+
+    from .family import arch_modules
+
+    for name in arch_modules():
+        importlib.import_module(name)
+
+
+ARCHS: Registry[ArchSpec] = Registry("architecture", populate=_import_arch_modules)
 
 
 def register_arch(spec: ArchSpec) -> ArchSpec:
@@ -88,17 +101,9 @@ def register_arch(spec: ArchSpec) -> ArchSpec:
     return ARCHS.register(MODELS.canonical(spec.model_type), spec)
 
 
-_FAMILY_MODULES = ("cogvlm", "qwen_vl", "internlm_xcomposer2", "yi_vl", "llava_next")
-
-
 def get_arch(model_type: str) -> ArchSpec:
-    """The ``ArchSpec`` of ``model_type`` (seed name or alias); imports the family packages (and torch) on first use."""
-    import importlib
-
+    """The ``ArchSpec`` of ``model_type`` (seed name or alias); imports the families' architectures (and torch) on
+    first use."""
     from .model_types import MODELS
 
-    canonical = MODELS.canonical(model_type)
-    if canonical not in ARCHS:
-        for name in _FAMILY_MODULES:
-            importlib.import_module(f"vlmref.models.{name}")
-    return ARCHS.get(canonical)
+    return ARCHS.get(MODELS.canonical(model_type))

@@ -1,4 +1,5 @@
-"""Pieces every family's ``embed_inputs`` shares: writing image feature rows at the template's placeholder positions.
+"""Pieces the families' models share: writing image feature rows at the template's placeholder positions
+(``embed_inputs``) and the shifted causal-LM loss.
 
 >>> embeds = scatter_image_rows(embeds, input_ids == image_id, features, images_per_sample)  # doctest: +SKIP
 """
@@ -8,6 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits[:, t] against labels[:, t + 1] over labels != -100 (float32)."""
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    return F.cross_entropy(shift_logits, labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100)
 
 
 def scatter_image_rows(

@@ -126,24 +126,14 @@ def lora_summary(model: Any, model_type: str, targets: Any, rank: int = LORA_RAN
 def image_tokens_per_image(model_type: str, height: int, width: int) -> int:
     """LLM positions one image of ``height`` x ``width`` takes (the same numbers the templates use)."""
     from ..templates import TEMPLATES
-    from ..templates.image_tokens import LLAVA_NEXT_GRID_PINPOINTS, llava_next_image_tokens, xcomposer2_5_image_tokens
+    from ..templates.media import get_media_step
 
     meta = MODELS.get(model_type)
-    media = TEMPLATES.get(meta.template).media
-    options = meta.media_options
-    if media == "cogvlm":
-        return int(options.get("vision_tokens", 1227))
-    if media == "qwen_vl":
-        return 258  # <img> + 256 image features + </img>
-    if media == "xcomposer2":
-        return int(options.get("image_tokens", 256))
-    if media == "xcomposer2_5":
-        return xcomposer2_5_image_tokens(height, width, hd_num=int(options.get("hd_num", 24)))
-    if media == "yi_vl":
-        return int(options.get("image_tokens", 1024))
-    if media == "llava_next":
-        return llava_next_image_tokens(height, width, pinpoints=options.get("image_grid_pinpoints", LLAVA_NEXT_GRID_PINPOINTS))
-    raise KeyError(f"{model_type}: template {meta.template!r} takes no images")
+    step = get_media_step(TEMPLATES.get(meta.template).media)
+    try:
+        return step.tokens_per_image(height, width, dict(meta.media_options))
+    except KeyError:
+        raise KeyError(f"{model_type}: template {meta.template!r} takes no images") from None
 
 
 def kv_cache_geometry(config: Any) -> dict[str, int]:

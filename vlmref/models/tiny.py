@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,11 @@ def _processor_description(model_type: str) -> dict[str, Any]:
     from ..datasets.processors import get_image_processor
 
     processor = get_image_processor(model_type)
-    fields = {k: v for k, v in vars(processor).items() if isinstance(v, (int, float, str, list, tuple, type(None)))}
-    return {"processor_class": type(processor).__name__, "module": "vlmref.datasets.processors", **fields}
+    plain = (int, float, str, list, tuple, type(None))
+    settings = [vars(cls) for cls in reversed(type(processor).__mro__)] + [vars(processor)]  # class (size), instance
+    fields = {k: v.name if isinstance(v, Enum) else v for values in settings for k, v in values.items()
+              if not k.startswith("_") and isinstance(v, plain)}
+    return {"processor_class": type(processor).__name__, "module": type(processor).__module__, **fields}
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

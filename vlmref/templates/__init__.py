@@ -1,11 +1,11 @@
-"""Chat templates of the five families, registered as data; ``get_template`` binds one to a tokenizer.
+"""Chat templates, registered as data by the model families; ``get_template`` binds one to a tokenizer.
 
-Pure Python: importing this package never imports torch or transformers.
+The templates themselves live with their family (``vlmref/models/<family>/template.py``); ``TEMPLATES`` loads the
+families on first use. Pure Python: importing this package never imports torch or transformers.
 """
 
 from __future__ import annotations
 
-from . import families  # noqa: F401  (registers every template)
 from .base import Rendered, Segment, Template, get_template
 from .meta import TEMPLATES, ImageSlot, TemplateMeta, register_template
 

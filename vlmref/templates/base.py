@@ -369,8 +369,8 @@ class Template:
         crashes or misplaces images, and Qwen-VL's tokenizer turns ``<img>..</img>`` in a reply into a supervised
         image; vlmref refuses both, naming the field."""
         tags = [IMAGE_TAG] if has_images else []
-        if self.meta.media == "qwen_vl" and self.meta.reply_markup_check:
-            tags.append("<img>")
+        if self.media.tokenizer_expands_markup and self.meta.reply_markup_check:
+            tags.append(self.media.markup_tokens[0])
         places = [("response", response), ("system", system)]
         places += [(f"history[{i}] response", r) for i, (_, r) in enumerate(history)]
         for field_name, text in places:

@@ -1,17 +1,16 @@
-"""Per-family media steps: turn image slots in a tokenized sample into the positions the model fills.
+"""Media steps: turn image slots in a tokenized sample into the positions the model fills.
 
-A step runs after segment-wise tokenization. It knows how many LLM positions each image takes and which id
-fills them, and adds the family's extras::
+A step runs after segment-wise tokenization. It knows how many LLM positions each image takes
+(``tokens_per_image``) and which id fills them, and adds the family's extras. Each family package registers its
+steps (``vlmref/models/<family>/media.py``, named by ``TemplateMeta.media``); this module holds the base class, the
+registry and what steps share::
 
     qwen_vl      <img>PATH</img> is expanded by the Qwen-VL tokenizer itself (258 ids); spans are found in the ids
     cogvlm       1227 x pad_token_id right after BOS, token_type_ids 1 there
-    xcomposer2   N x IMAGE_SENTINEL at each slot, im_mask 1 there (N = 256 for the 7b at 224 px; HD count for 2.5)
-    yi_vl        1024 x IMAGE_SENTINEL at each slot (448 px CLIP ViT-H/14)
     llava_next   anyres count x the tokenizer's <image> id at each slot, image_sizes (h, w) per image
 
-The ``swift-2.2.0`` profile has two steps of its own (``swift_cogvlm``, ``swift_xcomposer2``) that redo what
-ms-swift 2.2.0's ``CogTemplate.encode`` and ``InternLMXComposer2.encode`` do to the (already cut) ids. Its llava and
-yi-vl templates leave one marker per image for the model; ``ModelSideMedia`` expands those for vlmref's models.
+The ``swift-2.2.0`` profile's llava and yi-vl templates leave one marker per image for the model;
+``ModelSideMedia`` expands those with the official profile's step.
 """
 
 from __future__ import annotations
@@ -20,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ImageLoadError, TemplateInputError
-from .image_tokens import LLAVA_NEXT_GRID_PINPOINTS, llava_next_image_tokens, xcomposer2_5_image_tokens
+from ..families import load_families
+from ..name_registry import Registry
 from .inline_images import EXPECTED as INLINE_EXPECTED
 from .inline_images import InlineMarkupError, find_inline_images, replace_inline_images, user_turn_fields
 from .meta import TemplateMeta
@@ -91,19 +91,42 @@ def token_id_of(tokenizer: Any, token: str, template_type: str) -> int:
 class MediaStep:
     """Base step: no images become tokens (text-only templates).
 
-    Two class attributes say how a step's image spans read (``vlmref.llm.sample_view``, ``vlmref render``):
-    ``span_frame`` = ids at the (start, end) of each span that are the family's delimiters, not image positions
-    (Qwen-VL: ``<img>``, ``</img>``); ``images_outside_text`` = the step inserts the positions where the rendered text
-    shows no image (CogVLM: after BOS), so ``render`` adds a line ``+ ⟦image 0⟧ at ids[1:1228]``."""
+    Class attributes tell generic code what a family's images look like, so it never asks for a family by name:
+
+    * ``span_frame``: ids at the (start, end) of each span that are the family's delimiters, not image positions
+      (Qwen-VL: ``<img>``, ``</img>``); ``images_outside_text``: the step inserts the positions where the rendered
+      text shows no image (CogVLM: after BOS), so ``render`` adds a line ``+ ⟦image 0⟧ at ids[1:1228]``
+      (``vlmref.llm.sample_view``, ``vlmref render``);
+    * ``inline_image_syntax``: ``<img>path</img>`` in a user turn is a documented way to give an image;
+      ``inline_images_exclusive``: such markup takes the place of the images column (one or the other per sample);
+    * ``tokenizer_expands_markup``: the tokenizer itself turns ``markup_tokens`` text into image ids (Qwen-VL), so
+      markup outside user turns is refused and decoding shows the markup;
+    * ``image_ref_max_bytes`` / ``image_ref_expected``: an image reference is read by the model as a path of at most
+      that many UTF-8 bytes (checked on every row of templates with ``image_paths_only``);
+    * ``image_required``: why the model refuses a row without an image (the collator's error), else ``None``.
+    """
 
     span_frame: tuple[int, int] = (0, 0)
     images_outside_text = False
+    inline_image_syntax = False
+    inline_images_exclusive = False
+    tokenizer_expands_markup = False
+    markup_tokens: tuple[str, ...] = ()
+    image_ref_max_bytes: int | None = None
+    image_ref_expected = ""
+    image_required: str | None = None
 
     def __init__(self, meta: TemplateMeta, tokenizer: Any, *, media_root: str | None = None, **options: Any) -> None:
         self.meta = meta
         self.tokenizer = tokenizer
         self.media_root = media_root
         self.options = options
+
+    @classmethod
+    def tokens_per_image(cls, height: int, width: int, options: dict[str, Any], n_images: int = 1) -> int:
+        """LLM positions one ``height`` x ``width`` image takes among ``n_images`` of a sample, with the model type's
+        ``media_options``: the one count that templates, processors and the memory model use."""
+        raise KeyError(f"media step {cls.__name__} takes no images")
 
     def collect_inline_images(self, query: str, history: list[list[str]], images: list[Any]):
         """``(query, history, images, leading)``: inline image markup taken out of the user turns; ``leading`` are
@@ -135,77 +158,6 @@ class MediaStep:
         return out
 
 
-QWEN_VL_PATH_BYTES = 256  # the Qwen-VL tokenizer's IMG_TOKEN_SPAN: an image reference fills 256 byte ids
-
-
-class QwenVLMedia(MediaStep):
-    """Images are ``<img>PATH</img>`` text; the Qwen-VL tokenizer makes them 258 ids. Spans are read from the ids.
-
-    Inline markup is checked before tokenizing (``inline_markup_error``), and every path must fit the 256-byte span,
-    so a malformed row is a ``TemplateInputError`` (``image_markup`` / ``path_too_long``), not the tokenizer's bare
-    ``ValueError``."""
-
-    span_frame = (1, 1)  # a span is <img> + 256 path-byte / <imgpad> positions + </img>
-
-    def collect_inline_images(self, query, history, images):
-        t = self.meta.template_type
-        for field_name, text in zip(user_turn_fields(len(history)), [q for q, _ in history] + [query], strict=True):
-            for _start, _end, path in inline_images_or_error(text, t, field_name):
-                _check_path_bytes(path, t, field_name)
-        for i, image in enumerate(images):
-            if isinstance(image, str):
-                _check_path_bytes(image, t, f"images[{i}]")
-        return query, history, images, []
-
-    def expand(self, ctx: MediaContext) -> MediaContext:
-        start_id = self.tokenizer.convert_tokens_to_ids("<img>")
-        end_id = self.tokenizer.convert_tokens_to_ids("</img>")
-        pad_id = self.tokenizer.convert_tokens_to_ids("<imgpad>")
-        spans, paths = [], []
-        ids = ctx.input_ids
-        i = 0
-        while i < len(ids):
-            if ids[i] == start_id:
-                j = ids.index(end_id, i)
-                body = ids[i + 1 : j]
-                raw = bytes(b for b in (body[: body.index(pad_id)] if pad_id in body else body))
-                paths.append(raw.decode("utf-8", errors="replace"))
-                spans.append((i, j - i + 1))
-                i = j + 1
-            else:
-                i += 1
-        return MediaContext(input_ids=ids, labels=ctx.labels, images=paths, spans=spans)
-
-
-class CogVLMMedia(MediaStep):
-    """One image: ``vision_tokens`` pad ids right after BOS (position 0), ``token_type_ids`` 1 on them."""
-
-    images_outside_text = True
-
-    def expand(self, ctx: MediaContext) -> MediaContext:
-        n_text = len(ctx.input_ids)
-        if not ctx.images:
-            return MediaContext(ctx.input_ids, ctx.labels, images=[], token_extras={"token_type_ids": [0] * n_text})
-        n = int(self.options.get("vision_tokens", 1227))
-        pad = self.tokenizer.pad_token_id
-        ids = ctx.input_ids[:1] + [pad] * n + ctx.input_ids[1:]
-        labels = ctx.labels[:1] + [-100] * n + ctx.labels[1:]
-        ttype = [0] + [1] * n + [0] * (n_text - 1)
-        return MediaContext(ids, labels, images=ctx.images, spans=[(1, n)], token_extras={"token_type_ids": ttype})
-
-
-QWEN_VL_PATH_EXPECTED = (f"a local path or http(s) URL of at most {QWEN_VL_PATH_BYTES} UTF-8 bytes (Qwen-VL reads "
-                         "images by path; the reference fills its 256-byte <img> span)")
-
-
-def _check_path_bytes(path: str, template_type: str, field_name: str) -> None:
-    size = len(path.encode("utf-8"))
-    if size > QWEN_VL_PATH_BYTES:
-        found = f"{size} bytes: {path[:37] + '...' if len(path) > 40 else path!r}"
-        raise TemplateInputError(template_type, field_name, f"expected {QWEN_VL_PATH_EXPECTED}; found {found}",
-                                 "path_too_long", expected=QWEN_VL_PATH_EXPECTED, found=found)
-
-
 def inline_markup_error(err: InlineMarkupError, template_type: str, field_name: str) -> TemplateInputError:
     """The named error for malformed ``<img>`` markup in one user turn (reason ``image_markup``)."""
     return TemplateInputError(template_type, field_name, f"expected {INLINE_EXPECTED}; found {err}", "image_markup",
@@ -219,7 +171,7 @@ def inline_images_or_error(text: str, template_type: str, field_name: str) -> li
         raise inline_markup_error(err, template_type, field_name) from None
 
 
-def _take_inline_images(query: str, history: list[list[str]], replacement: str, template_type: str):
+def take_inline_images(query: str, history: list[list[str]], replacement: str, template_type: str):
     """ms-swift's ``replace_img_tag``: every ``<img>PATH</img>`` in the user turns becomes ``replacement``; malformed
     markup (which ms-swift's regex leaves in the text) is a ``TemplateInputError`` naming the turn."""
     found: list[str] = []
@@ -237,137 +189,17 @@ def _take_inline_images(query: str, history: list[list[str]], replacement: str, 
     return take(query, "query"), history, found
 
 
-class XComposer2Media(MediaStep):
-    """``<img>PATH</img>`` in user text become image slots (ms-swift's regex); ``im_mask`` marks image rows."""
-
-    def collect_inline_images(self, query, history, images):
-        query, history, found = _take_inline_images(query, history, "<image>", self.meta.template_type)
-        if found and any(images):
-            raise TemplateInputError(
-                self.meta.template_type, "images", "inline <img> tags and an images column in one sample are ambiguous; use one"
-            )
-        return query, history, found or images, []
-
-    def counts(self, ctx: MediaContext) -> list[int]:
-        if self.meta.media == "xcomposer2_5":
-            hd_num = int(self.options.get("hd_num", 24 if len(ctx.images) <= 1 else 6))
-            sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type, i) for _, i in ctx.slots]
-            return [xcomposer2_5_image_tokens(h, w, hd_num=hd_num) for h, w in sizes]
-        return [int(self.options.get("image_tokens", 256))] * len(ctx.slots)
-
-    def expand(self, ctx: MediaContext) -> MediaContext:
-        out = self._repeat_slots(ctx, self.counts(ctx), IMAGE_SENTINEL, "im_mask")
-        if self.meta.media == "xcomposer2_5" and ctx.slots:
-            # the tiling budget each image was counted with; it stays right if truncation_left drops an image
-            hd_num = int(self.options.get("hd_num", 24 if len(ctx.images) <= 1 else 6))
-            out.image_extras["hd_num"] = [hd_num] * len(ctx.slots)
-        return out
+MEDIA_STEPS: Registry[type[MediaStep]] = Registry("media step", populate=load_families)
+MEDIA_STEPS.register("text", MediaStep)
 
 
-class YiVLMedia(MediaStep):
-    """Each slot becomes ``image_tokens`` (default (448/14)^2 = 1024) sentinel positions."""
-
-    def expand(self, ctx: MediaContext) -> MediaContext:
-        n = int(self.options.get("image_tokens", 1024))
-        return self._repeat_slots(ctx, [n] * len(ctx.slots), IMAGE_SENTINEL, None)
-
-
-class LlavaNextMedia(MediaStep):
-    """Each slot becomes the anyres count of ``<image>`` ids, as transformers' LlavaNext expects."""
-
-    def expand(self, ctx: MediaContext) -> MediaContext:
-        image_id = self.options.get("image_token_id")  # the model config's image_token_index, when the caller has it
-        if image_id is None:
-            image_id = token_id_of(self.tokenizer, "<image>", self.meta.template_type)
-        pinpoints = self.options.get("image_grid_pinpoints", LLAVA_NEXT_GRID_PINPOINTS)
-        sizes = [image_hw(ctx.images[i], self.media_root, self.meta.template_type, i) for _, i in ctx.slots]
-        counts = [llava_next_image_tokens(h, w, pinpoints=pinpoints) for h, w in sizes]
-        out = self._repeat_slots(ctx, counts, int(image_id), None)
-        out.image_extras["image_sizes"] = [[h, w] for h, w in sizes]
-        return out
-
-
-class SwiftCogVLMMedia(CogVLMMedia):
-    """ms-swift 2.2.0 ``CogTemplate.encode``: the vision positions go after the first id of the cut sequence."""
-
-    def expand(self, ctx: MediaContext) -> MediaContext:
-        if not ctx.images:
-            raise TemplateInputError(
-                self.meta.template_type,
-                "images",
-                "ms-swift 2.2.0 cannot encode a CogVLM sample without an image (CogTemplate.encode passes an empty "
-                "image to build_conversation_input_ids, which fails); use profile 'official'",
-                "swift_unsupported",
-            )
-        return super().expand(ctx)
-
-
-SWIFT_XCOMPOSER2_BOS, SWIFT_XCOMPOSER2_SPLIT = 1, 2  # ids ms-swift 2.2.0 hard-codes (<s>, </s>)
-
-
-class SwiftXComposer2Media(MediaStep):
-    """ms-swift 2.2.0 ``InternLMXComposer2.encode``, on ids::
-
-        inline <img>P</img> -> '</s>' text; with any image the first id is dropped; a dummy 2 is appended;
-        the ids are split at every 2 and each part becomes [1] + part, followed by image k (while k < #images)
-
-    so a text-only sample starts ``<s><s>``, and images from the images column (whose ``<image>`` tags stay plain
-    text) come after the last text part.
-    """
-
-    images_outside_text = True
-
-    def collect_inline_images(self, query, history, images):
-        query, history, found = _take_inline_images(query, history, "</s>", self.meta.template_type)
-        return query, history, images, found
-
-    def expand(self, ctx: MediaContext) -> MediaContext:
-        n = int(self.options.get("image_tokens", 256))
-        ids, labels = list(ctx.input_ids), list(ctx.labels)
-        if ctx.images:
-            ids, labels = ids[1:], labels[1:]
-        ids.append(SWIFT_XCOMPOSER2_SPLIT)
-        labels.append(SWIFT_XCOMPOSER2_SPLIT)
-        out_ids: list[int] = []
-        out_labels: list[int] = []
-        mask: list[int] = []
-        spans: list[tuple[int, int]] = []
-        start = index = 0
-        for i, token in enumerate(ids):
-            if token != SWIFT_XCOMPOSER2_SPLIT:
-                continue
-            out_ids += [SWIFT_XCOMPOSER2_BOS, *ids[start:i]]
-            out_labels += [-100, *labels[start:i]]
-            mask += [0] * (i - start + 1)
-            if index < len(ctx.images):
-                spans.append((len(out_ids), n))
-                out_ids += [IMAGE_SENTINEL] * n
-                out_labels += [-100] * n
-                mask += [1] * n
-            index += 1
-            start = i + 1
-        images = ctx.images[: len(spans)]
-        return MediaContext(out_ids, out_labels, images=images, spans=spans, token_extras={"im_mask": mask})
-
-
-_STEPS: dict[str, type[MediaStep]] = {
-    "text": MediaStep,
-    "qwen_vl": QwenVLMedia,
-    "cogvlm": CogVLMMedia,
-    "xcomposer2": XComposer2Media,
-    "xcomposer2_5": XComposer2Media,
-    "yi_vl": YiVLMedia,
-    "llava_next": LlavaNextMedia,
-    "swift_cogvlm": SwiftCogVLMMedia,
-    "swift_xcomposer2": SwiftXComposer2Media,
-}
+def register_media_step(name: str, step: type[MediaStep]) -> type[MediaStep]:
+    """Register ``step`` as the media step ``name`` (``TemplateMeta.media``); a name can be registered once."""
+    return MEDIA_STEPS.register(name, step)
 
 
 def get_media_step(name: str) -> type[MediaStep]:
-    try:
-        return _STEPS[name]
-    except KeyError:
-        raise KeyError(f"unknown media step {name!r}; known: {sorted(_STEPS)}") from None
+    return MEDIA_STEPS.get(name)
 
 
 class ModelSideMedia:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..families import load_families
 from ..name_registry import Registry
 
 IdElement = tuple[int | str, ...]
@@ -113,8 +114,8 @@ class TemplateMeta:
         return self.chat_sep is not None
 
 
-TEMPLATES: Registry[TemplateMeta] = Registry("template_type")
-SWIFT_TEMPLATES: Registry[TemplateMeta] = Registry(f"{SWIFT_2_2_0} template_type")
+TEMPLATES: Registry[TemplateMeta] = Registry("template_type", populate=load_families)
+SWIFT_TEMPLATES: Registry[TemplateMeta] = Registry(f"{SWIFT_2_2_0} template_type", populate=load_families)
 _REGISTRIES = {OFFICIAL: TEMPLATES, SWIFT_2_2_0: SWIFT_TEMPLATES}
 
 

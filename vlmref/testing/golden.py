@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VlmrefError
+from ..models.family import FAMILIES
 from ..models.model_types import MODELS, TokenizerSpec
 from ..templates import TEMPLATES, Template, get_template
+from ..templates.media import get_media_step
 from ..templates.meta import OFFICIAL, TemplateMeta, get_template_meta, template_markers
 
 SEMANTICS = "ms-swift 2.2.0 (tag v2.2.0, 99cb37fb) swift/llm/utils/template.py, except the recorded deviations"
@@ -29,19 +31,21 @@ GOLDEN_IMAGES = {
 }
 IMG_A, IMG_B, IMG_C = GOLDEN_IMAGES
 
-# template_type -> (model type whose tokenizer pins the ids, tokenizer override or None)
-TEMPLATE_TOKENIZER: dict[str, tuple[str, TokenizerSpec | None]] = {
-    "qwen": ("qwen-vl-chat", TokenizerSpec("qwen", "qwen", eos="<|im_end|>")),
-    "qwen-vl": ("qwen-vl-chat", None),
-    "cogvlm": ("cogvlm-17b-instruct", None),
-    "internlm-xcomposer2": ("internlm-xcomposer2-7b-chat", None),
-    "internlm-xcomposer2_5": ("internlm-xcomposer2_5-7b-chat", None),
-    "yi-vl": ("yi-vl-6b-chat", None),
-    "llava-mistral": ("llava1d6-mistral-7b-instruct", None),
-    "llava-yi": ("llava1d6-yi-34b-instruct", None),
-    "llama-llava-next": ("llama3-llava-next-8b", None),
-    "llava-qwen-instruct": ("llava-next-72b", None),
-}
+
+
+def template_tokenizer(template_type: str) -> tuple[str, TokenizerSpec | None]:
+    """(model type whose tokenizer pins the template's ids, tokenizer override or ``None``): the family's
+    ``golden_tokenizers`` entry for a template no model type uses (``qwen`` -> qwen-vl-chat's tiktoken file with
+    eos ``<|im_end|>``), else the first model type registered with the template (``llava-qwen-instruct`` ->
+    ``llava-next-72b``)."""
+    for name in FAMILIES.names():
+        given = FAMILIES.get(name).golden_tokenizers
+        if template_type in given:
+            return given[template_type]
+    for model_type in MODELS.names():
+        if MODELS.get(model_type).template == template_type:
+            return model_type, None
+    raise KeyError(f"template {template_type!r}: no model type uses it and its family names no golden tokenizer")
 
 CJK_QUERY = "你好，世界！ 😀 Ünïcödé\n\n  two  spaces\tand a tab  "
 CJK_RESPONSE = "  好的 🚀\n行末空格 "
@@ -83,12 +87,12 @@ def scenario_example(template_type: str, scenario: str) -> tuple[dict[str, Any] 
     """The example for (template, scenario), or ``(None, reason)`` when the model's rules make it meaningless."""
     ex = copy.deepcopy(SCENARIOS[scenario])
     meta = TEMPLATES.get(template_type)
-    model = MODELS.get(TEMPLATE_TOKENIZER[template_type][0])
+    model = MODELS.get(template_tokenizer(template_type)[0])
     if meta.media == "text":
         ex.pop("images", None)
         if scenario in ("multi_image", "image_in_history"):
             return None, "text-only template"
-    if meta.template_type == "cogvlm" and scenario == "image_in_history":
+    if get_media_step(meta.media).images_outside_text and scenario == "image_in_history":
         ex["images"] = [IMG_C]
         ex["query"] = "<image>" + ex["query"]  # the image belongs to the second turn; CogVLM still puts it after BOS
     n_images = len([m for m in ex.get("images", []) if m])
@@ -103,7 +107,7 @@ def scenario_example(template_type: str, scenario: str) -> tuple[dict[str, Any] 
 
 
 def tokenizer_spec(template_type: str) -> TokenizerSpec:
-    model_type, override = TEMPLATE_TOKENIZER[template_type]
+    model_type, override = template_tokenizer(template_type)
     return override or MODELS.get(model_type).tokenizer
 
 
@@ -206,7 +210,7 @@ def build_case(template_type: str, scenario: str, tokenizer: Any, golden_dir: Pa
     case: dict[str, Any] = {
         "meta": {
             "template_type": template_type,
-            "model_type": TEMPLATE_TOKENIZER[template_type][0],
+            "model_type": template_tokenizer(template_type)[0],
             "scenario": scenario,
             "tokenizer": {**{k: v for k, v in tokenizer_spec(template_type).__dict__.items()
                              if k != "source" and not (k == "prefix_policy" and v is None)},

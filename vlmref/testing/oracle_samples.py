@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..models.model_types import MODELS
+from ..templates.media import get_media_step
 from ..templates.meta import TemplateMeta, template_markers
-from .golden import GOLDEN_IMAGES, TEMPLATE_TOKENIZER
+from .golden import GOLDEN_IMAGES, template_tokenizer
 
 IMAGES = tuple(GOLDEN_IMAGES)
 FRAGMENTS = (
@@ -40,7 +41,7 @@ def _strategies(meta: TemplateMeta):
 def sample_strategy(template_type: str, meta: TemplateMeta):
     """A hypothesis strategy of oracle samples for ``template_type`` (``meta`` is its official meta)."""
     st, text = _strategies(meta)
-    model = MODELS.get(TEMPLATE_TOKENIZER[template_type][0])
+    model = MODELS.get(template_tokenizer(template_type)[0])
     rules = model.rules
 
     @st.composite
@@ -62,7 +63,7 @@ def sample_strategy(template_type: str, meta: TemplateMeta):
                 most = rules.max_images if rules.max_images is not None else 2
                 least = rules.min_images if draw(st.integers(0, 9)) else 0  # a few rule-breaking rows too
                 images = draw(st.lists(st.sampled_from(IMAGES), min_size=least, max_size=most))
-                if images and meta.media.startswith("xcomposer2") and draw(st.booleans()):
+                if images and get_media_step(meta.media).inline_images_exclusive and draw(st.booleans()):
                     example["query"] = "".join(f"<img>{m}</img>" for m in images) + query  # inline markup
                     images = []
         if images:

@@ -29,7 +29,7 @@ from typing import Any
 
 from transformers import LlavaNextConfig as _HFLlavaNextConfig
 
-from ...templates.image_tokens import LLAVA_NEXT_GRID_PINPOINTS
+from .image_tokens import LLAVA_NEXT_GRID_PINPOINTS
 
 PINPOINTS = [list(p) for p in LLAVA_NEXT_GRID_PINPOINTS]  # [read] HF-M, HF-34, L3 (same five (h, w) pairs)
 

@@ -22,22 +22,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import LlavaNextForConditionalGeneration, PreTrainedConfig
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ..common import scatter_image_rows
+from ..common import causal_lm_loss, scatter_image_rows
 from ..kv_cache import cache_output, output_cache, takes_cache
 from .config import LlavaNextConfig, is_original_layout
 from .keys import ORIGINAL_KEY_MAPPING
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
-
-
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of logits[:, t] against labels[:, t + 1] over labels != -100 (float32)."""
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    return F.cross_entropy(shift_logits, labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100)
 
 
 def _register_checkpoint_names(class_name: str) -> None:

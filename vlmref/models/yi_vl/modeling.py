@@ -29,9 +29,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
-from ..common import scatter_image_rows
+from ..common import causal_lm_loss, scatter_image_rows
 from ..kv_cache import cache_output, output_cache, takes_cache
-from ..llava_next.modeling import causal_lm_loss
 from ..side_weights import WEIGHT_FILES, SideWeights, from_pretrained_with_sides, read_state_dict, weights_file
 from .config import YiVLConfig, vision_tower_dir
 from .vision import YiVLVisionTower, build_projector

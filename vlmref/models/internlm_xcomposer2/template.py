@@ -9,13 +9,12 @@ N = 256 for internlm-xcomposer2-7b (CLIP ViT-L/14 at 224 px: the checkpoint's co
 is internlm-xcomposer2-vl-7b at 490 px). For 2.5, N follows the HD tiling of the image (``image_tokens.py``).
 """
 
-from ..meta import (
+from ...templates.meta import (
     MEDIA_DEVIATIONS,
     TYPED_SPECIAL_TOKENS,
     ImageSlot,
     TemplateMeta,
     deviation,
-    register_template,
     swift_variant,
 )
 
@@ -66,32 +65,28 @@ _COMMON = dict(
     stop_words=("[UNUSED_TOKEN_145]",),
 )
 
-XCOMPOSER2 = register_template(
-    TemplateMeta(
-        template_type="internlm-xcomposer2",
-        default_system=XCOMPOSER2_SYSTEM,
-        media="xcomposer2",
-        source="ms-swift 2.2.0 template.py L1132-1241 (InternLMXComposer2)",
-        deviations=(
-            *_DEVIATIONS,
-            deviation("xcomposer2-224px", "256 image positions (224 px), not 1225 (spec 2.3 assumed 490 px); the same "
-                      "in ms-swift 2.2.0, whose count comes from the model"),
-        ),
-        **_COMMON,
-    )
+XCOMPOSER2 = TemplateMeta(
+    template_type="internlm-xcomposer2",
+    default_system=XCOMPOSER2_SYSTEM,
+    media="xcomposer2",
+    source="ms-swift 2.2.0 template.py L1132-1241 (InternLMXComposer2)",
+    deviations=(
+        *_DEVIATIONS,
+        deviation("xcomposer2-224px", "256 image positions (224 px), not 1225 (spec 2.3 assumed 490 px); the same "
+                  "in ms-swift 2.2.0, whose count comes from the model"),
+    ),
+    **_COMMON,
 )
 
-XCOMPOSER2_5 = register_template(
-    TemplateMeta(
-        template_type="internlm-xcomposer2_5",
-        default_system=XCOMPOSER2_5_SYSTEM,
-        media="xcomposer2_5",
-        source="ms-swift 2.2.1 template.py L1306-1325 (is_v2_5); absent from 2.2.0",
-        deviations=_DEVIATIONS,
-        **_COMMON,
-    )
+XCOMPOSER2_5 = TemplateMeta(
+    template_type="internlm-xcomposer2_5",
+    default_system=XCOMPOSER2_5_SYSTEM,
+    media="xcomposer2_5",
+    source="ms-swift 2.2.1 template.py L1306-1325 (is_v2_5); absent from 2.2.0",
+    deviations=_DEVIATIONS,
+    **_COMMON,
 )
 
 
-SWIFT_XCOMPOSER2 = register_template(swift_variant(XCOMPOSER2))
+SWIFT_XCOMPOSER2 = swift_variant(XCOMPOSER2)
 # internlm-xcomposer2_5 is absent from ms-swift 2.2.0 (added in 2.2.1): that profile has no template for it.
