@@ -52,7 +52,7 @@ def _template(args: argparse.Namespace):
     from ..models.model_types import MODELS
     from ..templates import get_template
     from ..templates.meta import template_profile_error
-    from .render import load_cli_tokenizer
+    from .tokenizer import load_cli_tokenizer
 
     if args.model_id_or_path is None and shared_tokenizer_folder(args.model_type) is None:
         raise DatasetError(f"--max_length needs {args.model_type}'s tokenizer to count tokens: pass --model_id_or_path "

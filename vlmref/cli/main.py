@@ -53,7 +53,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from ..errors import VlmrefError
-    from .render import load_cli_tokenizer, render_report
+    from .render import render_report
+    from .tokenizer import load_cli_tokenizer
 
     history = json.loads(args.history) if args.history else []
     example = {"query": args.query, "response": args.response, "history": history, "system": args.system,

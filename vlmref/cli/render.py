@@ -25,54 +25,10 @@ from typing import Any
 from ..models.model_types import MODELS
 from ..templates import TEMPLATES, get_template
 from ..templates.media import get_media_step
-from ..templates.meta import template_markers
 from ..utils import runs_text  # noqa: F401 - re-exported (was defined here)
+from .tokenizer import STAND_IN_MARKER_IDS, load_cli_tokenizer, stand_in_tokenizer  # noqa: F401 - re-exported
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample.json"
-
-
-STAND_IN_MARKER_IDS = 2_000_000  # template markers the real tokenizer has no special token for
-
-
-def stand_in_tokenizer(model_type: str):
-    """A byte-level tokenizer (``TinyTokenizer``: byte b is id 1000000 + b) whose special tokens keep the real
-    tokenizer's ids (``assets/tokenizer_specials.json``, as create-tiny's stand-in); the template's other markers
-    (e.g. ``[INST]``) get ids from 2000000. llava-mistral: ``<s>`` 1, ``</s>`` 2, ``<image>`` 32000."""
-    from ..models.fallback_tokenizer import recorded_specials
-    from ..testing.tiny_tokenizer import TinyTokenizer
-
-    meta = MODELS.get(model_type)
-    spec = meta.tokenizer
-    try:
-        recorded = recorded_specials(model_type)
-    except KeyError:
-        recorded = {}
-    real = recorded.get("ids", {})
-    bos = recorded.get("bos") or spec.bos or "<s>"
-    eos = recorded.get("eos") or spec.eos or "</s>"
-    pad = recorded.get("pad") or spec.pad or eos
-    names = sorted(template_markers(TEMPLATES.get(meta.template)) | {bos, eos, pad, *spec.add_tokens, "<image>"}
-                   | set(get_media_step(TEMPLATES.get(meta.template).media).markup_tokens))
-    ids = {name: real[name] for name in names if name in real}
-    for name in names:
-        if name not in ids:
-            ids[name] = STAND_IN_MARKER_IDS + len(ids)
-    return TinyTokenizer(ids, bos=bos, eos=eos, pad=pad)
-
-
-def load_cli_tokenizer(model_type: str, model_id_or_path: str | None):
-    """(tokenizer, description): the given folder, else ../shared/tokenizers, else the byte-level stand-in."""
-    from ..models.loader import get_model_tokenizer, shared_tokenizer_folder
-
-    folder = model_id_or_path or shared_tokenizer_folder(model_type)
-    if folder is not None:
-        try:
-            _, tok = get_model_tokenizer(model_type, load_model=False, model_id_or_path=folder)
-            return tok, f"{folder} ({MODELS.get(model_type).tokenizer.kind})"
-        except ImportError as err:  # transformers/tokenizer extras missing
-            print(f"note: real tokenizer unavailable ({err}); using the byte-level stand-in", file=sys.stderr)
-    return stand_in_tokenizer(model_type), ("byte-level stand-in (special tokens have the real ids; text ids are bytes; see README "
-                                          "'Real tokenizers')")
 
 
 def render_report(model_type: str, example: dict[str, Any], tokenizer: Any, tokenizer_desc: str, **template_kw) -> str:
