@@ -224,7 +224,7 @@ def _raise_first(args: Any, err: DatasetRowError | None, load_issues: list[Any],
 # ---- length ---------------------------------------------------------------------------------------------------------
 def encode_row(template: Any, sample: Any, checker: Any = None) -> dict[str, Any]:
     """``encode_sample`` with a too-long row reported under the one ``--max_length`` rule (``templates.length``)."""
-    from ..datasets.loader import encode_sample
+    from ..datasets.encode import encode_sample
     from ..templates.length import too_long_row_error
 
     try:
