@@ -326,7 +326,7 @@ def run_item(item: BenchItem, device: str, tiny: bool = False, steps: int | None
     """One result record; OOM and other failures become ``status`` "oom" / "error" with the message."""
     import torch
 
-    from ..llm.dist import _all_gather_object, get_dist_setting
+    from ..training.dist import all_gather_object, get_dist_setting
 
     dist = get_dist_setting()
     cuda = device == "cuda"
@@ -353,7 +353,7 @@ def run_item(item: BenchItem, device: str, tiny: bool = False, steps: int | None
         _release(cuda)
     record["wall_seconds"] = round(time.perf_counter() - start, 2)
     if item.scenario.world_size > 1:
-        record = _merge_ranks(_all_gather_object(record))
+        record = _merge_ranks(all_gather_object(record))
     return record
 
 

@@ -140,7 +140,7 @@ def _run(items: list[Any], args: argparse.Namespace, device: str) -> int:
     from ..bench import new_artifact, write_json_atomic
     from ..bench.env import environment
     from ..bench.gpu import run_items
-    from ..llm.dist import get_dist_setting
+    from ..training.dist import get_dist_setting
 
     master = get_dist_setting().is_master
 

@@ -48,6 +48,7 @@ from typing import Any
 from ..training.checkpoint import CheckpointPayload, save_checkpoint, write_json
 from ..training.deepspeed_config import fill_deepspeed_config, init_deepspeed  # noqa: F401
 from ..training.device_map import sft_model_kwargs
+from ..training.dist import DistSetting, all_reduce_sum, barrier, get_dist_setting  # noqa: F401  (DistSetting: re-exported)
 from ..training.evaluate import evaluate
 from ..training.lora import group_module_names, lora_module_names, resolve_lora_target_modules  # noqa: F401
 from ..training.metrics import peak_memory, progress_bar, progress_fields
@@ -70,15 +71,7 @@ from ..training.resume import (
 from ..training.run_dir import next_version_dir, prepare_run_dir  # noqa: F401
 from ..training.state import TrainState, Window, trainer_state_dict  # noqa: F401
 from ..training.step import autocast_dtype, current_lr, train_step
-from .dist import (  # noqa: F401
-    DistSetting,
-    Logger,
-    _all_gather_object,
-    _all_reduce_sum,
-    _barrier,
-    get_dist_setting,
-    init_distributed,
-)
+from .dist import Logger, init_distributed
 from .safe_state import load_rng_state
 from .sample_view import format_example
 from .sft_args import SftArgumentError, SftArguments
@@ -144,7 +137,7 @@ class SftRun:
         if resume_rng is not None:
             set_rng_state(resume_rng)
         result = self._train()
-        _barrier()
+        barrier()
         return result
 
     def _load_model(self) -> None:
@@ -342,9 +335,9 @@ class SftRun:
     def _log_train(self, grad_norm: float | None) -> None:
         st = self.state
         w = st.window
-        loss, steps, correct, total, tokens, samples = _all_reduce_sum(
+        loss, steps, correct, total, tokens, samples = all_reduce_sum(
             [w.loss, w.steps, w.correct, w.total, w.tokens, w.samples])
-        train_time = max(_all_reduce_sum([w.train_time])[0] / self.dist.world_size, 1e-9)
+        train_time = max(all_reduce_sum([w.train_time])[0] / self.dist.world_size, 1e-9)
         world = self.dist.world_size
         record = {
             "loss": round(loss / max(steps, 1), 8),

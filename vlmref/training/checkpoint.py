@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..llm.dist import DistSetting, _barrier
 from ..llm.safe_state import save_rng_state
 from ..llm.sft_args import SftArguments
 from ..utils import chmod_per_umask
+from .dist import DistSetting, barrier
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 SAVE_HOOK_ENV = "VLMREF_TEST_SAVE_HOOK"  # tests: "<step>:sleep:<seconds>" or "<step>:abort" in the middle of a save
@@ -200,7 +200,7 @@ class CheckpointWriter:
             if os.path.exists(tmp):
                 shutil.rmtree(tmp)
             os.makedirs(tmp)
-        _barrier()
+        barrier()
         state_dict = None
         if engine is not None:
             engine.save_checkpoint(tmp, tag=f"global_step{step}", exclude_frozen_parameters=args.sft_type == "lora")
@@ -216,7 +216,7 @@ class CheckpointWriter:
             _save_hook(step, tmp)
             write_json(os.path.join(tmp, "sft_args.json"), args.to_dict())
             write_json(os.path.join(tmp, "trainer_state.json"), p.trainer_state)
-        _barrier()
+        barrier()
         if writer:
             chmod_per_umask(tmp)  # save_pretrained writes 0600 files: checkpoints get the umask's modes
             _fsync_tree(tmp)
@@ -224,7 +224,7 @@ class CheckpointWriter:
                 remove_dir_atomically(final_dir)
             os.replace(tmp, final_dir)
             p.log(f"Saving model checkpoint to {final_dir}")
-        _barrier()
+        barrier()
         return final_dir
 
     def _write_model(self, out: str, state_dict: dict[str, Any] | None) -> None:
@@ -267,5 +267,5 @@ def save_checkpoint(payload: CheckpointPayload) -> str:
                                          payload.trainer_state.get("best_model_checkpoint")):
             remove_dir_atomically(old)
             payload.log(f"deleted {old} (save_total_limit {limit})")
-    _barrier()
+    barrier()
     return final_dir

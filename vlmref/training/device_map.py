@@ -2,7 +2,7 @@
 
 ::
 
-    from vlmref.llm.dist import DistSetting
+    from vlmref.training.dist import DistSetting
     from vlmref.training.device_map import sft_model_kwargs
     sft_model_kwargs(args, DistSetting(), cuda_count=1)   # {'low_cpu_mem_usage': True, 'device_map': 'cuda:0'}
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..llm.dist import DistSetting
 from ..llm.sft_args import SftArgumentError, SftArguments
+from .dist import DistSetting
 
 
 def sft_model_kwargs(args: SftArguments, dist: DistSetting, cuda_count: int | None = None) -> dict[str, Any]:

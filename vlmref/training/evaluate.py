@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..llm.dist import _all_reduce_sum
+from .dist import all_reduce_sum
 from .step import forward_with_accuracy
 
 
@@ -65,6 +65,6 @@ def evaluate(module: Any, n_rows: int, make_batch: Callable[[list[int]], dict[st
                 n_done += len(rows)
                 correct += c
                 total += t
-    sums = _all_reduce_sum([loss_sum, n_done, correct, total, n_batches])
+    sums = all_reduce_sum([loss_sum, n_done, correct, total, n_batches])
     module.train()
     return EvalSums(*sums)

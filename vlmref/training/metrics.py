@@ -3,7 +3,7 @@ the progress bar.
 
 ::
 
-    from vlmref.llm.dist import DistSetting
+    from vlmref.training.dist import DistSetting
     from vlmref.training.metrics import format_time, peak_memory
     peak_memory(DistSetting())["per_device"]   # {'rank0/cpu': 1.234} on CPU
     format_time(3725)                           # '1h 2m 5s'
@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from ..llm.dist import DistSetting, _all_gather_object
+from .dist import DistSetting, all_gather_object
 
 GIB = 1024**3
 
@@ -40,7 +40,7 @@ def peak_memory(dist: DistSetting) -> dict[str, Any]:
         mine = {f"rank{dist.rank}/cpu": round(rss_kib * 1024 / GIB, 4)}
         measure = "peak RSS of each rank's process (getrusage ru_maxrss), CPU"
     per_device: dict[str, float] = {}
-    for part in _all_gather_object(mine):
+    for part in all_gather_object(mine):
         per_device.update(part)
     return {"measure": measure, "unit": "GiB", "per_device": per_device}
 

@@ -18,8 +18,8 @@ import math
 import re
 from typing import Any
 
-from ..llm.dist import DistSetting
 from ..llm.sft_args import SftArguments
+from .dist import DistSetting
 
 
 def decay_parameter_names(model: Any) -> set[str]:

@@ -13,8 +13,8 @@ import re
 import secrets
 import time
 
-from ..llm.dist import DistSetting, _barrier, _broadcast_object
 from ..llm.sft_args import SftArguments
+from .dist import DistSetting, barrier, broadcast_object
 
 
 def next_version_dir(work_dir: str, now: float | None = None) -> str:
@@ -45,23 +45,23 @@ def prepare_run_dir(args: SftArguments, dist: DistSetting) -> tuple[str, bool]:
     if args.add_output_dir_suffix:  # rank 0 picks the version name; each rank joins it to its own --output_dir
         work_dir = os.path.join(args.output_dir, args.model_type)
         name = os.path.basename(next_version_dir(work_dir)) if dist.is_master else None
-        run_dir = os.path.join(work_dir, _broadcast_object(name))
+        run_dir = os.path.join(work_dir, broadcast_object(name))
     else:
         run_dir = args.output_dir
     run_dir = os.path.abspath(run_dir)
     if not dist.is_dist:
         os.makedirs(run_dir, exist_ok=True)
         return run_dir, True
-    token = _broadcast_object(secrets.token_hex(8) if dist.is_master else None)
+    token = broadcast_object(secrets.token_hex(8) if dist.is_master else None)
     marker = os.path.join(run_dir, f".vlmref-storage-{token}")
     if dist.is_master:
         os.makedirs(run_dir, exist_ok=True)
         open(marker, "w").close()
-    _barrier()
+    barrier()
     writer = dist.is_master or (dist.is_local_master and not os.path.exists(marker))
     if writer:
         os.makedirs(run_dir, exist_ok=True)
-    _barrier()
+    barrier()
     if dist.is_master:
         os.remove(marker)
     return run_dir, writer
