@@ -29,17 +29,17 @@ FAMILY_MODULES_ENV = "VLMREF_FAMILY_MODULES"
 ENTRY_POINT_GROUP = "vlmref.families"
 
 _loaded: list[str] = []
-
-
-@functools.cache
-def _entry_point_modules() -> tuple[str, ...]:
-    return tuple(ep.value for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name))
-
 _loading = False
 
 
 class FamilyPluginError(ImportError):
     """A family module named by an entry point or ``VLMREF_FAMILY_MODULES`` cannot be imported."""
+
+
+@functools.cache
+def _entry_point_modules() -> tuple[str, ...]:
+    """Installed plugins' family modules (entry points do not change while a process runs)."""
+    return tuple(ep.value for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name))
 
 
 def family_modules() -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """The 16 GPU-memory figures the seeds document, each with the exact scenario ``vlmref memory --documented`` predicts.
 
 Every ``Footprint`` in the model registry appears here exactly once, in registry order. The scenario is the seed's
-command (with the launch its ``Footprint`` records: processes, GPUs per process, ZeRO stage) with ms-swift 2.2.0's defaults: bf16, batch 1, LoRA r=8 on the registry's DEFAULT targets, the registry's
-gradient-checkpointing default, ``max_length`` 2048 (a budget the seeds' coco samples never reach).
+command (with the launch its ``Footprint`` records: processes, GPUs per process, ZeRO stage) with ms-swift 2.2.0's
+defaults: bf16, batch 1, LoRA r=8 on the registry's DEFAULT targets, the registry's gradient-checkpointing default,
+``max_length`` 2048 (a budget the seeds' coco samples never reach).
 
 Sample lengths (stated assumptions, the same for every model, never fitted to the documented numbers):
 

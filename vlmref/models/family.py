@@ -46,13 +46,8 @@ class FamilySpec:
     golden_tokenizers: Mapping[str, tuple[str, Any]] = field(default_factory=dict)  # template -> (model type, spec)
     source: str = ""
 
-    def media_names(self) -> tuple[str, ...]:
-        return tuple(self.media_steps)
-
 
 FAMILIES: Registry[FamilySpec] = Registry("model family", populate=load_families)
-_BY_MODEL_TYPE: dict[str, str] = {}
-_BY_MEDIA: dict[str, str] = {}
 
 
 def register_family(spec: FamilySpec) -> FamilySpec:
@@ -66,12 +61,10 @@ def register_family(spec: FamilySpec) -> FamilySpec:
     FAMILIES.register(spec.name, spec)
     for name, step in spec.media_steps.items():
         register_media_step(name, step)
-        _BY_MEDIA[name] = spec.name
     for meta in spec.templates:
         register_template(meta)
     for meta in spec.model_types:
         MODELS.register(meta.model_type, meta, aliases=meta.aliases)
-        _BY_MODEL_TYPE[meta.model_type] = spec.name
     return spec
 
 
@@ -81,16 +74,19 @@ def _refuse_taken(registry: Registry, names: list[str]) -> None:
             raise ValueError(f"{registry.kind} {name!r} is already registered")
 
 
+def _families() -> list[FamilySpec]:
+    return [FAMILIES.get(name) for name in FAMILIES.names()]
+
+
 def family_of(model_type: str) -> FamilySpec:
     """The family that registered ``model_type`` (or an alias)."""
-    return FAMILIES.get(_BY_MODEL_TYPE[MODELS.canonical(model_type)])
+    canonical = MODELS.canonical(model_type)
+    return next(f for f in _families() if any(m.model_type == canonical for m in f.model_types))
 
 
 def family_of_media(media: str) -> FamilySpec | None:
     """The family whose media step is ``media`` (``None`` for the text-only step)."""
-    FAMILIES.names()  # loads the families
-    name = _BY_MEDIA.get(media)
-    return FAMILIES.get(name) if name is not None else None
+    return next((f for f in _families() if media in f.media_steps), None)
 
 
 def image_processor_class(media: str) -> Any | None:
@@ -105,4 +101,4 @@ def image_processor_class(media: str) -> Any | None:
 
 def arch_modules() -> list[str]:
     """The modules that register the families' architectures, in family order."""
-    return [FAMILIES.get(name).arch_module for name in FAMILIES.names() if FAMILIES.get(name).arch_module]
+    return [f.arch_module for f in _families() if f.arch_module]

@@ -11,20 +11,29 @@ from __future__ import annotations
 
 import math
 
+XCOMPOSER2_5_TILE = 560
+
+
+def xcomposer2_5_resized(width: int, height: int, hd_num: int) -> tuple[int, int]:
+    """(width, height) ``Image_transform`` resizes a landscape or square image to, before the white padding: the
+    largest ``scale`` with scale * ceil(scale / ratio) <= hd_num, capped at ceil(width / 560), gives the width
+    scale * 560; the height keeps the aspect ratio (``int``)."""
+    ratio = width / height
+    scale = 1
+    while scale * math.ceil(scale / ratio) <= hd_num:
+        scale += 1
+    scale = min(math.ceil(width / XCOMPOSER2_5_TILE), scale - 1)
+    new_w = int(scale * XCOMPOSER2_5_TILE)
+    return new_w, int(new_w / ratio)
+
 
 def xcomposer2_5_grid(height: int, width: int, hd_num: int) -> tuple[int, int]:
     """(rows, cols) of 560-px tiles after IXC-2.5's ``Image_transform`` (resize then pad to multiples of 560)."""
     transposed = width < height
     if transposed:
         height, width = width, height
-    ratio = width / height
-    scale = 1
-    while scale * math.ceil(scale / ratio) <= hd_num:
-        scale += 1
-    scale = min(math.ceil(width / 560), scale - 1)
-    new_w = int(scale * 560)
-    new_h = int(new_w / ratio)
-    rows, cols = math.ceil(new_h / 560), new_w // 560
+    new_w, new_h = xcomposer2_5_resized(width, height, hd_num)
+    rows, cols = math.ceil(new_h / XCOMPOSER2_5_TILE), new_w // XCOMPOSER2_5_TILE
     return (cols, rows) if transposed else (rows, cols)
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from ...datasets.processors import ImageProcessor, SquareResizeProcessor, rgb, to_normalized_tensor
-from .image_tokens import xcomposer2_5_positions
+from .image_tokens import XCOMPOSER2_5_TILE, xcomposer2_5_positions, xcomposer2_5_resized
 from .media import XComposer2_5Media, XComposer2Media
 
 
@@ -44,7 +44,7 @@ class XComposer2_5ImageProcessor(ImageProcessor):
     [(3, 1120, 1120)]
     """
 
-    tile = 560
+    tile = XCOMPOSER2_5_TILE
 
     def __init__(self, hd_num: int | None = None) -> None:
         super().__init__({} if hd_num is None else {"hd_num": hd_num})
@@ -62,14 +62,7 @@ class XComposer2_5ImageProcessor(ImageProcessor):
         transposed = image.width < image.height
         if transposed:
             image = image.transpose(Image.Transpose.TRANSPOSE)
-        width, height = image.size
-        ratio = width / height
-        scale = 1
-        while scale * math.ceil(scale / ratio) <= hd_num:
-            scale += 1
-        scale = min(math.ceil(width / self.tile), scale - 1)
-        new_w = scale * self.tile
-        new_h = int(new_w / ratio)
+        new_w, new_h = xcomposer2_5_resized(*image.size, hd_num)
         if new_h < 1:
             raise ValueError(f"image {image.size} is too elongated for HD tiling (resized height {new_h})")
         image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
