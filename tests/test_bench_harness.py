@@ -196,7 +196,7 @@ def test_cli_refuses_bad_flags(argv: list[str], capsys) -> None:
 @pytest.mark.parametrize("doc", DOCUMENTED, ids=lambda d: d.key)
 def test_scenario_flags_round_trip(doc) -> None:
     """The torchrun hint's flags rebuild the exact scenario."""
-    args = build_parser(__import__("argparse").ArgumentParser()).parse_args(scenario_argv(doc.scenario))
+    args = build_parser().parse_args(scenario_argv(doc.scenario))
     assert scenario_from_args(args) == doc.scenario
 
 

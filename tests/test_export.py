@@ -307,9 +307,9 @@ def test_failed_merge_leaves_no_folder(tmp_path: Path, tokenizers_root: Path, mo
 
 
 def test_cli_add_parser_wires_the_export_command() -> None:
-    import argparse
+    from vlmref.arguments import DataclassArgumentParser
 
-    parser = argparse.ArgumentParser(prog="vlmref")
+    parser = DataclassArgumentParser(prog="vlmref")  # sub-command parsers take their flags from a dataclass
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["export", "--ckpt_dir", "x", "--merge_lora", "true", "--merge_device_map", "cpu",
                               "--dtype", "bf16"])

@@ -3,7 +3,6 @@ with ``--load_dataset_config true``, and the arguments' ms-swift names and defau
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import select
@@ -413,9 +412,11 @@ def test_argument_errors(capsys) -> None:
 
 
 def test_add_parser_registers_the_subcommand() -> None:
-    parser = argparse.ArgumentParser(prog="vlmref")
+    from vlmref.arguments import DataclassArgumentParser
+
+    parser = DataclassArgumentParser(prog="vlmref")  # sub-command parsers take their flags from a dataclass
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["infer", "--model_type", "qwen-vl-chat", "--stream", "false", "--stop_words", "###",
                               "--dataset", "a", "b"])
     assert args.command == "infer" and args.stream is False and args.stop_words == ["###"]
-    assert args.dataset == ["a", "b"] and callable(args.func) and not hasattr(args, "temperature")
+    assert args.dataset == ["a", "b"] and callable(args.func) and args.temperature == 0.3  # InferArguments' default

@@ -134,6 +134,13 @@ def test_json_args_file(tmp_path: Path) -> None:
     path.write_text(json.dumps({"model_type": "qwen-vl-chat", "dataset": ["d.jsonl"], "lora_rank": 4}))
     a = parse_sft_args([str(path), "--lora_rank", "16"])
     assert (a.model_type, a.dataset, a.lora_rank) == ("qwen-vl-chat", ["d.jsonl"], 16)
+    yaml_path = tmp_path / "args.yaml"  # YAML too, first or as --args_file; the command line still wins
+    yaml_path.write_text("model_type: qwen-vl-chat\ndataset: [d.jsonl]\nlora_rank: 4\ngradient_checkpointing: yes\n")
+    for argv in ([str(yaml_path)], ["--args_file", str(yaml_path)], ["--lora_rank", "2", f"--args_file={yaml_path}"]):
+        b = parse_sft_args([*argv, "--lora_rank", "16"])
+        assert (b.model_type, b.dataset, b.lora_rank, b.gradient_checkpointing) == ("qwen-vl-chat", ["d.jsonl"], 16,
+                                                                                    True)
+    assert parse_sft_args(["--args_file", str(yaml_path)]).lora_rank == 4
 
 
 SEED_SFT_COMMANDS = {  # the seeds' 微调 commands, after `swift sft` (CUDA_VISIBLE_DEVICES/NPROC_PER_NODE are env)
@@ -230,11 +237,10 @@ def test_torchrun_relaunch_command(monkeypatch: pytest.MonkeyPatch, fake_torchru
 
 
 def test_subparser_and_namespace_round_trip() -> None:
-    import argparse
-
+    from vlmref.arguments import DataclassArgumentParser
     from vlmref.cli import sft as cli_sft
 
-    parser = argparse.ArgumentParser()
+    parser = DataclassArgumentParser()
     sub = parser.add_subparsers(dest="command")
     cli_sft.add_parser(sub)
     ns = parser.parse_args(["sft", "--model_type", "yi-vl-6b-chat", "--dataset", "a", "b", "--sft_type", "full",

@@ -9,6 +9,7 @@
         --out zero2.json                                             # world_size > 1 scenarios
     vlmref bench --compare baseline.json --tolerance 0.05 bench.json # regression gate (exit 1 on a regression)
     vlmref bench --compare_documented bench.json                     # measured vs the seeds' GB, +-10%
+    vlmref bench --args_file scenario.yaml --device cpu --tiny       # flags from a JSON/YAML file (flags override it)
 
 Exit codes: 0 done / gate passed, 1 a scenario failed with an error or the gate found a regression, 2 bad flags or no
 CUDA (without ``--device cpu``). ``python -m vlmref.cli.bench`` is the same command (what torchrun runs).
@@ -18,56 +19,77 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
-from ..flags import FlagParser, add_bool_flag
-from .scenario_args import add_scenario_arguments, scenario_from_args
+from ..arguments import ArgumentsError, DataclassArgumentParser, arg, dataclass_from
+from .scenario_args import ScenarioArguments, scenario_from_args
 
 NO_CUDA = ("error: vlmref bench measures real GPU memory and needs CUDA, and torch sees no CUDA device here.\n"
            "  - the CPU prediction of the same scenarios: vlmref memory --documented\n"
            "  - a measurement on a GPU host with docker and the NVIDIA container toolkit: nox -s bench-a100\n"
            "  - a smoke test of this code path on CPU (tiny models): vlmref bench --device cpu --tiny ...")
+GATE_GROUP = "regression gate (no scenario runs)"
+
+
+@dataclass
+class _BenchFlags:
+    """``vlmref bench``'s options-group flags; a base of ``BenchArguments`` *after* ``ScenarioArguments`` so that they
+    come first (dataclass fields follow the reversed MRO) and stay in the options group, before the scenario group."""
+
+    documented: bool = arg(False, "the 16 footprints the seeds document")
+    only: list[str] | None = arg(None, "with --documented: just these keys; None: all 16", metavar="KEY")
+    device: Literal["cuda", "cpu"] | None = arg(None, "where the scenarios run: cuda (exit 2 without CUDA) or cpu (with "
+                                                      "--tiny: a smoke test of the code path); None: cuda",
+                                                choices=["cuda", "cpu"])
+    tiny: bool = arg(False, "tiny configs of the same architectures (smoke test)")
+    steps: int | None = arg(None, "sft: optimizer steps (None: 2; >= 2: the peak is in step 2); infer: repetitions of "
+                                  "the generation (None: 1; tokens/s from the later ones)")
+    out: str | None = arg(None, "results JSON (schema vlmref-bench/1), written atomically; None: not saved")
+
+
+@dataclass
+class BenchArguments(ScenarioArguments, _BenchFlags):
+    """``vlmref bench``'s flags: the run's options, the scenario's, then the regression gate's (``RESULT.json``, the
+    gate's positional argument, is not a field: ``build_parser`` adds it to the gate's group)."""
+
+    ARGUMENT_GROUPS: ClassVar[dict[str, str]] = {**ScenarioArguments.ARGUMENT_GROUPS, "compare": GATE_GROUP}
+
+    compare: str | None = arg(None, "compare RESULT.json against BASELINE.json; exit 1 on a regression",
+                              metavar="BASELINE.json")
+    compare_documented: bool = arg(False, "compare RESULT.json's measurements with the seeds' documented GB per GPU")
+    tolerance: float | None = arg(None, "the relative change allowed; None: 0.05 (--compare), 0.10 "
+                                        "(--compare_documented)")
+    allow_missing: bool = arg(False, "--compare: list missing keys without failing")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure memory scenarios on this machine's GPUs; --compare: regression gate",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__)
     build_parser(p)
     return p
 
 
-def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    add_bool_flag(p, "--documented", False, "the 16 footprints the seeds document")
-    p.add_argument("--only", nargs="+", default=None, metavar="KEY", help="with --documented: just these keys")
-    add_scenario_arguments(p)
-    p.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default cuda (exit 2 without it)")
-    add_bool_flag(p, "--tiny", False, "tiny configs of the same architectures (smoke test)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sft: optimizer steps (default 2, >= 2: the peak is in step 2); infer: repetitions of the "
-                        "generation (default 1; tokens/s from the later ones)")
-    p.add_argument("--out", default=None, help="results JSON (schema vlmref-bench/1), written atomically")
-    gate = p.add_argument_group("regression gate (no scenario runs)")
-    gate.add_argument("--compare", metavar="BASELINE.json", default=None,
-                      help="compare RESULT.json against BASELINE.json; exit 1 on a regression")
-    add_bool_flag(gate, "--compare_documented", False,
-                  "compare RESULT.json's measurements with the seeds' documented GB per GPU")
-    gate.add_argument("--tolerance", type=float, default=None,
-                      help="relative; default 0.05 (--compare), 0.10 (--compare_documented)")
-    add_bool_flag(gate, "--allow_missing", False, "--compare: list missing keys without failing")
+def build_parser(p: DataclassArgumentParser | None = None) -> DataclassArgumentParser:
+    """The ``vlmref bench`` flags (``BenchArguments``) and the gate's ``RESULT.json`` on ``p`` (a new parser: the
+    standalone ``python -m vlmref.cli.bench``)."""
+    p = p if p is not None else DataclassArgumentParser(prog="vlmref bench", description=__doc__)
+    p.add_dataclass(BenchArguments)
+    (gate,) = [g for g in p._action_groups if g.title == GATE_GROUP]
     gate.add_argument("result", nargs="?", default=None, metavar="RESULT.json", help="the file the gate checks")
     p.set_defaults(func=run_namespace)
     return p
 
 
-def _gate(args: argparse.Namespace) -> int:
+def _gate(args: BenchArguments, result_path: str | None) -> int:
     from ..bench import ArtifactError, load_artifact
     from ..bench.gate import DOCUMENTED_TOLERANCE, compare, compare_documented
 
-    if args.result is None:
+    if result_path is None:
         print("error: the gate needs RESULT.json (e.g. vlmref bench --compare base.json new.json)", file=sys.stderr)
         return 2
     try:
-        result = load_artifact(args.result)
+        result = load_artifact(result_path)
         if args.compare_documented:
             cmp = compare_documented(result, DOCUMENTED_TOLERANCE if args.tolerance is None else args.tolerance)
         else:
@@ -96,11 +118,16 @@ def _results_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(text_table(head, rows))
 
 
-def run_namespace(args: argparse.Namespace) -> int:
+def run_namespace(ns: argparse.Namespace) -> int:
+    return run(dataclass_from(BenchArguments, ns), ns.result)
+
+
+def run(args: BenchArguments, result_path: str | None = None) -> int:
+    """Run the scenarios ``args`` describes, or the gate on ``result_path`` (RESULT.json)."""
     if args.compare or args.compare_documented:
-        return _gate(args)
-    if args.result is not None:
-        print(f"error: unexpected argument {args.result!r} (RESULT.json goes with --compare/--compare_documented)",
+        return _gate(args, result_path)
+    if result_path is not None:
+        print(f"error: unexpected argument {result_path!r} (RESULT.json goes with --compare/--compare_documented)",
               file=sys.stderr)
         return 2
     if args.documented == (args.model_type is not None):
@@ -136,7 +163,7 @@ def run_namespace(args: argparse.Namespace) -> int:
     return _run(items, args, device)
 
 
-def _run(items: list[Any], args: argparse.Namespace, device: str) -> int:
+def _run(items: list[Any], args: BenchArguments, device: str) -> int:
     from ..bench import new_artifact, write_json_atomic
     from ..bench.env import environment
     from ..bench.gpu import run_items
@@ -166,8 +193,11 @@ def _run(items: list[Any], args: argparse.Namespace, device: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     from ..models.model_types import MODELS
 
-    args = build_parser(FlagParser(prog="vlmref bench", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)).parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line, as `vlmref bench`
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.model_type is not None and args.model_type not in MODELS:
         print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}", file=sys.stderr)
         return 2

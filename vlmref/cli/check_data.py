@@ -19,33 +19,44 @@ import argparse
 import copy
 import json
 import sys
+from dataclasses import dataclass
+from typing import Literal
 
+from ..arguments import arg, dataclass_from
 from ..errors import DatasetError, VlmrefError
 from ..templates.meta import DEFAULT_PROFILE
+from .template_args import TemplateProfile, template_profile_arg
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+@dataclass
+class CheckDataArguments:
+    """``vlmref check-data``'s flags."""
+
+    model_type: str = arg(help="the model whose rules the rows must follow (vlmref list models)")
+    dataset: list[str] = arg(help="files (.json/.jsonl/.csv) or dataset names, name#N")
+    max_length: int | None = arg(None, "also check the encoded length (needs the tokenizer); text tokens only, as "
+                                       "vlmref sft (ms-swift's budget)")
+    max_length_counts_images: bool = arg(False, "as vlmref sft: true = --max_length bounds image positions too")
+    truncation_strategy: Literal["delete", "truncation_left"] = arg("delete", "as vlmref sft: delete = a row over "
+                                                                              "--max_length is invalid; "
+                                                                              "truncation_left = it is kept, cut to "
+                                                                              "its last max_length tokens")
+    model_id_or_path: str | None = arg(None, "folder with the model's tokenizer files")
+    template_profile: TemplateProfile = template_profile_arg()
+    check_images: bool = arg(True, "open every image header")
+    inference: bool = arg(False, "rows may end with a user turn (no response)")
+    # the field is `json` so that the flag stays `--json PATH`
+    json: str | None = arg(None, "also write the full report as JSON to this path", metavar="PATH")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c = sub.add_parser("check-data", help="check a dataset against a model's rules; per-row report, exit 1 if any row is invalid")
-    c.add_argument("--model_type", required=True)
-    c.add_argument("--dataset", required=True, nargs="+", help="files (.json/.jsonl/.csv) or dataset names, name#N")
-    c.add_argument("--max_length", type=int, default=None, help="also check the encoded length (needs the tokenizer); "
-                   "text tokens only, as vlmref sft (ms-swift's budget)")
-    from ..flags import add_bool_flag
-
-    add_bool_flag(c, "--max_length_counts_images", False,
-                  "as vlmref sft: true = --max_length bounds image positions too")
-    c.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
-    c.add_argument("--model_id_or_path", default=None, help="folder with the model's tokenizer files")
-    from .template_args import add_template_profile_argument
-
-    add_template_profile_argument(c)
-    add_bool_flag(c, "--check_images", True, "open every image header")
-    add_bool_flag(c, "--inference", False, "rows may end with a user turn (no response)")
-    c.add_argument("--json", dest="json_path", default=None, help="also write the full report as JSON to this path")
+    c.add_dataclass(CheckDataArguments)
     c.set_defaults(func=run)
+    return c
 
 
-def _template(args: argparse.Namespace):
+def _template(args: CheckDataArguments):
     if args.max_length is None and args.template_profile == DEFAULT_PROFILE:
         return None
     from ..models.loader import shared_tokenizer_folder
@@ -67,10 +78,12 @@ def _template(args: argparse.Namespace):
                         max_length_counts_images=counts_images)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace) -> int:
     from ..datasets.loader import load_dataset
     from ..datasets.progress import RowProgress
     from ..utils import atomic_write_bytes
+
+    args = dataclass_from(CheckDataArguments, ns)
 
     try:
         template = _template(args)
@@ -94,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     for issue in sorted(report.issues, key=lambda i: i.sort_key):
         print(issue.message)
     print(report.summary(max_issues=0))
-    if args.json_path:
-        atomic_write_bytes(args.json_path, json.dumps(report.to_dict(), ensure_ascii=False, indent=1).encode())
-        print(f"report written to {args.json_path}")
+    if args.json:
+        atomic_write_bytes(args.json, json.dumps(report.to_dict(), ensure_ascii=False, indent=1).encode())
+        print(f"report written to {args.json}")
     return 1 if report.issues else 0

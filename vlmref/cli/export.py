@@ -10,38 +10,52 @@
 
 Flags keep ms-swift 2.2.0's names (``--merge_device_map`` auto|cpu, ``--dtype`` AUTO = the training dtype).
 Exit status: 0 merged (or already merged), 1 the checkpoint cannot be merged (the message says why), 2 usage.
+The flags are ``ExportArguments``' fields (``vlmref.arguments``): ``vlmref export args.yaml`` or ``--args_file FILE``
+reads them from a JSON/YAML file, flags on the command line override it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
+from typing import Literal
 
-from ..flags import FlagParser, add_bool_flag
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt_dir", default=None, help="the LoRA checkpoint folder (.../vx-xxx/checkpoint-xxx)")
-    add_bool_flag(p, "--merge_lora", False, "true: merge the LoRA into the base model")
-    p.add_argument("--merge_device_map", default="auto", choices=["auto", "cpu"],
-                   help="where the model is loaded for merging (default auto: the GPUs if any, else CPU)")
-    p.add_argument("--dtype", default="AUTO", choices=["AUTO", "bf16", "fp16", "fp32"],
-                   help="dtype of the merged weights (AUTO: the training dtype from sft_args.json)")
-    add_bool_flag(p, "--overwrite", False, "redo the merge when <ckpt_dir>-merged already exists")
-    p.add_argument("--tokenizer_id_or_path", default=None,
-                   help="the tokenizer's folder when the base model has none (default: the checkpoint's sft_args.json)")
-    p.set_defaults(func=run)
+from ..arguments import ArgumentsError, DataclassArgumentParser, arg, dataclass_from
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+@dataclass
+class ExportArguments:
+    """``vlmref export``'s flags (ms-swift 2.2.0's ``swift export`` names)."""
+
+    ckpt_dir: str | None = arg(None, "the LoRA checkpoint folder (.../vx-xxx/checkpoint-xxx)")
+    merge_lora: bool = arg(False, "true: merge the LoRA into the base model")
+    merge_device_map: Literal["auto", "cpu"] = arg("auto", "where the model is loaded for merging; auto: the GPUs if "
+                                                           "any, else CPU")
+    dtype: Literal["AUTO", "bf16", "fp16", "fp32"] = arg("AUTO", "dtype of the merged weights (AUTO: the training "
+                                                                 "dtype from sft_args.json)")
+    overwrite: bool = arg(False, "redo the merge when <ckpt_dir>-merged already exists")
+    tokenizer_id_or_path: str | None = arg(None, "the tokenizer's folder when the base model has none; None: the "
+                                                 "checkpoint's sft_args.json's")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="merge a LoRA checkpoint into a full model folder (--merge_lora true)")
-    _add_arguments(p)
+    p.add_dataclass(ExportArguments)
+    p.set_defaults(func=run)
+    return p
 
 
-def run(args: argparse.Namespace) -> int:
+def build_parser() -> DataclassArgumentParser:
+    """The standalone parser (``python -m vlmref.cli.export``)."""
+    return DataclassArgumentParser(ExportArguments, prog="vlmref export", description=__doc__.split("\n\n")[0])
+
+
+def run(ns: argparse.Namespace) -> int:
     from ..errors import VlmrefError
     from ..llm.export import merge_lora
 
+    args = dataclass_from(ExportArguments, ns)
     if not args.merge_lora:
         print("error: nothing to export: pass --merge_lora true (vlmref export only merges LoRA checkpoints)",
               file=sys.stderr)
@@ -60,9 +74,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = FlagParser(prog="vlmref export", description=__doc__.split("\n\n")[0])
-    _add_arguments(p)
-    return run(p.parse_args(argv))
+    try:
+        ns = build_parser().parse_args(argv)
+    except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run(ns)
 
 
 if __name__ == "__main__":

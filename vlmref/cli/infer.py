@@ -7,66 +7,44 @@
     python -m vlmref.cli.infer --model_type qwen-vl-chat --temperature 0
 
 Booleans are written ``true``/``false`` as in ms-swift (a bare ``--flag`` is true); list flags take several values
-(or one comma-separated).
+(or one comma-separated); Optional flags take ``None``. The flags are ``InferArguments``' fields
+(``vlmref.llm.infer``); ``vlmref infer args.yaml`` or ``--args_file FILE`` reads them from a JSON/YAML file, flags on
+the command line override it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from ..flags import FlagParser, add_bool_flag
-
-
-def _none_or(kind):
-    def convert(text: str):
-        return None if text.strip().lower() == "none" else kind(text)
-
-    convert.__name__ = kind.__name__
-    return convert
-
-
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..llm.infer import cli_fields
-
-    for f in cli_fields():
-        kind = str(f.type)
-        options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
-        if "bool" in kind:  # unset flags stay out of the namespace: InferArguments' default applies
-            add_bool_flag(parser, f"--{f.name}", argparse.SUPPRESS, options["help"], shown=f.default)
-            continue
-        if kind.startswith("list"):
-            options["nargs"] = "*" if f.name == "stop_words" else "+"
-        elif kind.startswith("int"):
-            options["type"] = _none_or(int) if "None" in kind else int
-        elif kind.startswith("float"):
-            options["type"] = _none_or(float) if "None" in kind else float
-        parser.add_argument(f"--{f.name}", **options)
+from ..arguments import ArgumentsError, DataclassArgumentParser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``infer`` on the ``vlmref`` sub-command parser."""
+    from ..llm.infer import InferArguments
+
     p = sub.add_parser("infer", help="chat with a model (interactive) or evaluate it on a dataset's validation split",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
+                       description=__doc__)
+    p.add_dataclass(InferArguments)
     p.set_defaults(func=run)
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = FlagParser(prog="vlmref infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    return p
+def build_parser() -> DataclassArgumentParser:
+    """The standalone parser (``python -m vlmref.cli.infer``)."""
+    from ..llm.infer import InferArguments
+
+    return DataclassArgumentParser(InferArguments, prog="vlmref infer", description=__doc__)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..arguments import dataclass_from
     from ..errors import VlmrefError
     from ..llm.infer import InferArguments, llm_infer
 
-    values = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
     try:
-        infer_args = InferArguments(**values)
+        infer_args = dataclass_from(InferArguments, args)  # __post_init__ resolves and checks the values
         llm_infer(infer_args)
     except (VlmrefError, ValueError, FileNotFoundError, KeyError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -75,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    try:
+        ns = build_parser().parse_args(argv)
+    except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run(ns)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,41 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
+from typing import Literal
 
 from .. import __version__
-from .template_args import add_template_profile_argument
+from ..arguments import arg, dataclass_from
+from .template_args import TemplateProfile, template_profile_arg
+
+
+@dataclass
+class RenderArguments:
+    """``vlmref render``'s flags."""
+
+    model_type: str = arg(help="the model whose template renders the sample (vlmref list models)")
+    query: str = arg(help="the last user turn")
+    response: str | None = arg(None, "the answer (its tokens are the labels); None: an inference prompt")
+    history: str | None = arg(None, 'JSON list of [query, response] pairs, e.g. \'[["hi", "hello"]]\'')
+    system: str | None = arg(None, "'' turns the system prompt off; None: the template's default")
+    images: list[str] | None = arg(None, "image paths (their size sets LLaVA-NeXT/IXC-2.5 counts)", nargs="*")
+    model_id_or_path: str | None = arg(None, "folder with the tokenizer files; None: ../shared/tokenizers, else the "
+                                             "byte-level stand-in")
+    max_length: int | None = arg(None, "prompt limit in tokens; None: no limit")
+    truncation_strategy: Literal["delete", "truncation_left"] = arg("delete", "a sample over --max_length: delete = "
+                                                                              "refuse it; truncation_left = keep its "
+                                                                              "last max_length tokens")
+    template_profile: TemplateProfile = template_profile_arg()
+
+
+@dataclass
+class DemoArguments:
+    """``vlmref demo``'s flags."""
+
+    templates: bool = arg(False, "render every model's template on the bundled sample")
+    model_type: str | None = arg(None, "the tiny model of the workflow; None: llava1d6-mistral-7b-instruct")
+    out: str = arg("demo_out", "where the tiny model, checkpoints and merged model go")
+    max_steps: int = arg(12, "sft optimizer steps")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -51,11 +83,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
+def _cmd_render(ns: argparse.Namespace) -> int:
     from ..errors import VlmrefError
     from .render import render_report
     from .tokenizer import load_cli_tokenizer
 
+    args = dataclass_from(RenderArguments, ns)
     history = json.loads(args.history) if args.history else []
     example = {"query": args.query, "response": args.response, "history": history, "system": args.system,
                "images": args.images or []}
@@ -69,7 +102,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    args = dataclass_from(DemoArguments, ns)
     if args.templates:
         from .render import run_demo
 
@@ -81,30 +115,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..flags import FlagParser, add_bool_flag
+    from ..arguments import DataclassArgumentParser
+    from ..flags import add_bool_flag
 
-    # FlagParser: every sub-command's boolean flags take --flag, --flag true|false (vlmref.flags)
-    p = FlagParser(prog="vlmref", description="Reference multimodal fine-tuning workflow (ms-swift 2.x).")
+    # every sub-command's parser is a DataclassArgumentParser: its flags are a dataclass's fields (vlmref.arguments)
+    p = DataclassArgumentParser(prog="vlmref", description="Reference multimodal fine-tuning workflow (ms-swift 2.x).")
     p.add_argument("--version", action="version", version=f"vlmref {__version__}")
     add_bool_flag(p, "--debug", argparse.SUPPRESS, "show the traceback of an error instead of one 'error:' line "
                   "(anywhere on the command line; or VLMREF_DEBUG=1)", shown=False)
     sub = p.add_subparsers(dest="command", required=True)
 
+    # `list` has no flags, only the positional `what` (a dataclass field cannot be positional): a plain add_argument
     ls = sub.add_parser("list", help="list model types or templates")
     ls.add_argument("what", choices=["models", "templates"])
     ls.set_defaults(func=_cmd_list)
 
     r = sub.add_parser("render", help="print a sample's rendered prompt, label mask and ids")
-    r.add_argument("--model_type", required=True)
-    r.add_argument("--query", required=True)
-    r.add_argument("--response", default=None)
-    r.add_argument("--history", default=None, help='JSON list of [query, response] pairs, e.g. \'[["hi", "hello"]]\'')
-    r.add_argument("--system", default=None, help="'' turns the system prompt off; omitted = template default")
-    r.add_argument("--images", nargs="*", default=None, help="image paths (their size sets LLaVA-NeXT/IXC-2.5 counts)")
-    r.add_argument("--model_id_or_path", default=None, help="folder with the tokenizer files")
-    r.add_argument("--max_length", type=int, default=None)
-    r.add_argument("--truncation_strategy", default="delete", choices=["delete", "truncation_left"])
-    add_template_profile_argument(r)
+    r.add_dataclass(RenderArguments)
     r.set_defaults(func=_cmd_render)
 
     from . import bench, check_data, export, infer, memory, sft
@@ -119,25 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
 
     d = sub.add_parser("demo", help="tiny-model LoRA sft -> merge -> infer on the bundled sample (--templates: render)")
-    add_bool_flag(d, "--templates", False, "render every model's template on the bundled sample")
-    d.add_argument("--model_type", default=None, help="default llava1d6-mistral-7b-instruct")
-    d.add_argument("--out", default="demo_out", help="where the tiny model, checkpoints and merged model go")
-    d.add_argument("--max_steps", type=int, default=12)
+    d.add_dataclass(DemoArguments)
     d.set_defaults(func=_cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..arguments import ArgumentsError
     from ..models.model_types import MODELS
     from .pipes import flush_stdout, stdout_closed
     from .user_errors import debug_flag, report_error
 
     with debug_flag(list(sys.argv[1:] if argv is None else argv)) as argv:
-        if argv[:1] == ["sft"] and argv[1:2] and argv[1].endswith(".json") and not argv[1].startswith("-"):
-            from . import sft
-
-            return sft.main(argv[1:])  # `vlmref sft args.json [flags]`: ms-swift's JSON arguments file
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         if getattr(args, "model_type", None) is not None and args.model_type not in MODELS:
             print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}",
                   file=sys.stderr)

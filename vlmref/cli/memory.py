@@ -8,6 +8,8 @@
     vlmref memory --documented --out_dir memory_report                            # the seeds' 16 footprints:
                                                                                   # table + .md + .png + .json
     vlmref memory --chart_from memory_report/documented.json                      # redraw the .png from the .json
+    vlmref memory --args_file scenario.yaml --batch_size 4                        # flags from a JSON/YAML file;
+                                                                                  # the command line overrides it
 
 Figures are GiB. ``allocated`` is what ``torch.cuda.max_memory_allocated`` would show, ``reserved`` its
 ``max_memory_reserved`` without fragmentation, ``nvidia_smi`` adds the CUDA context; the seeds' "GB GPU memory" is
@@ -23,28 +25,41 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from ..flags import FlagParser, add_bool_flag
-from .scenario_args import add_scenario_arguments, scenario_from_args
+from ..arguments import ArgumentsError, DataclassArgumentParser, arg, dataclass_from
+from .scenario_args import ScenarioArguments, scenario_from_args
 
 CATEGORY_ORDER = ("parameters", "buffers", "gradients", "optimizer_states", "zero_model_states", "ddp_buckets",
                   "activations", "temporaries", "inputs", "kv_cache_extrapolated")
 
 
+@dataclass
+class _MemoryFlags:
+    """``vlmref memory``'s own flags; a base of ``MemoryArguments`` *after* ``ScenarioArguments`` so that they come
+    first (dataclass fields follow the reversed MRO) and stay in the options group, before the scenario group."""
+
+    documented: bool = arg(False, "the 16 footprints the seeds document, vs prediction")
+    only: list[str] | None = arg(None, "with --documented: just these keys; None: all 16", metavar="KEY")
+    out_dir: str = arg("memory_report", "--documented: where <stem>.{md,png,json} go")
+    stem: str = arg("documented", "--documented: the report files' name")
+    chart_from: str | None = arg(None, "redraw the chart of a written report from its .json (no tracing); to --out",
+                                 metavar="JSON")
+    out: str | None = arg(None, "--chart_from: the PNG; None: the JSON's path, .png", metavar="PNG")
+    json: bool = arg(False, "print JSON instead of the table")
+    tiny: bool = arg(False, "trace the tiny configs (a fast check of the tracing path)")
+
+
+@dataclass
+class MemoryArguments(ScenarioArguments, _MemoryFlags):
+    """``vlmref memory``'s flags: its own (``--documented``, the report and chart files), then the scenario's."""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("memory", help="predict peak GPU memory per device (no GPU needed); --documented: the seeds' table",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_bool_flag(p, "--documented", False, "the 16 footprints the seeds document, vs prediction")
-    p.add_argument("--only", nargs="+", default=None, metavar="KEY", help="with --documented: just these keys")
-    p.add_argument("--out_dir", default="memory_report", help="--documented: where <stem>.{md,png,json} go")
-    p.add_argument("--stem", default="documented", help="--documented: the report files' name (default: documented)")
-    p.add_argument("--chart_from", default=None, metavar="JSON",
-                   help="redraw the chart of a written report from its .json (no tracing); to --out")
-    p.add_argument("--out", default=None, metavar="PNG", help="--chart_from: the PNG (default: the JSON's path, .png)")
-    add_bool_flag(p, "--json", False, "print JSON instead of the table")
-    add_bool_flag(p, "--tiny", False, "trace the tiny configs (a fast check of the tracing path)")
-    add_scenario_arguments(p)
+                       description=__doc__)
+    p.add_dataclass(MemoryArguments)
     p.set_defaults(func=run_namespace)
     return p
 
@@ -127,7 +142,11 @@ def _redraw_chart(source: str, out: str | None) -> int:
     return 0
 
 
-def run_namespace(args: argparse.Namespace) -> int:
+def run_namespace(ns: argparse.Namespace) -> int:
+    return run(dataclass_from(MemoryArguments, ns))
+
+
+def run(args: MemoryArguments) -> int:
     from ..memory.scenario import ScenarioError
 
     if args.chart_from is not None:
@@ -170,7 +189,11 @@ def run_namespace(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = FlagParser(prog="vlmref memory")
-    sub = parser.add_subparsers(dest="command")
-    add_parser(sub)
-    return run_namespace(parser.parse_args(["memory", *(argv or sys.argv[1:])]))
+    parser = DataclassArgumentParser(prog="vlmref")
+    add_parser(parser.add_subparsers(dest="command"))
+    try:
+        ns = parser.parse_args(["memory", *(sys.argv[1:] if argv is None else argv)])
+    except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line, as `vlmref memory`
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run_namespace(ns)

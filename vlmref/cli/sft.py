@@ -5,7 +5,8 @@
     vlmref sft --model_type qwen-vl-chat --dataset coco-en-mini-sample#4 --model_id_or_path /tmp/tiny-qwen-vl
     NPROC_PER_NODE=2 vlmref sft --model_type qwen-vl-chat --dataset coco-en-mini-sample --deepspeed default-zero2
 
-    vlmref sft args.json --max_steps 10   # a JSON file of flags first (ms-swift's parse_args); flags override it
+    vlmref sft args.json --max_steps 10   # a JSON/YAML file of flags first (ms-swift's parse_args); flags override it
+    vlmref sft --args_file args.yaml --max_steps 10
 
 Wiring: ``add_parser(subparsers)`` registers the subcommand on the main parser; ``main(argv)`` is the standalone
 entry (``python -m vlmref.cli.sft ...``, which is also what the torchrun relaunch runs). Exit codes: 0 done, 2 bad
@@ -56,12 +57,14 @@ def namespace_to_argv(ns: argparse.Namespace) -> list[str]:
 
 
 def run_namespace(ns: argparse.Namespace) -> int:
+    from ..arguments import dataclass_from, is_args_file
     from ..llm.launch import maybe_relaunch
-    from ..llm.sft_args import SftArgumentError, args_from_namespace
+    from ..llm.sft_args import SftArgumentError, SftArguments
 
     stray = [s for s in getattr(ns, "_stray", None) or [] if s.strip()]
-    if stray:  # `vlmref sft args.json ...` is routed to main() by vlmref.cli.main
-        where = "; a JSON arguments file goes first: vlmref sft args.json [flags]" if stray[0].endswith(".json") else ""
+    if stray:
+        where = ("; an arguments file goes first: vlmref sft args.json [flags] (or --args_file FILE)"
+                 if is_args_file(stray[0]) else "")
         print(f"error: unexpected argument(s) {stray}{where}", file=sys.stderr)
         return 2
     try:
@@ -69,7 +72,7 @@ def run_namespace(ns: argparse.Namespace) -> int:
         code = maybe_relaunch(MODULE, namespace_to_argv(ns))
         if code is not None:
             return code
-        args = args_from_namespace(ns)
+        args = dataclass_from(SftArguments, ns)
     except SftArgumentError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -31,9 +31,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from ..arguments import arg
 from ..errors import VlmrefError
 
 MEDIA_PROMPT = "Input a media path or URL <<< "  # ms-swift 2.2.0 read_media_file (2.2.1: 'Input an image path ...')
@@ -72,63 +73,68 @@ logger = get_logger()
 
 
 # ---- arguments -------------------------------------------------------------------------------------------------------
-def _help(text: str, cli: bool = True) -> dict[str, Any]:
-    return {"help": text, "cli": cli}
-
-
 @dataclass
 class InferArguments:
-    """``swift infer``'s arguments (names and defaults of ms-swift 2.2.0), resolved in ``__post_init__``.
+    """``swift infer``'s arguments (names and defaults of ms-swift 2.2.0), resolved in ``__post_init__``; the fields
+    with ``init=True`` are ``vlmref infer``'s flags (``vlmref.arguments``), the two ``init=False`` ones are set here.
 
     Fields whose default is ``None`` here but a value in ms-swift (dataset_seed 42, dataset_test_ratio 0.01,
     max_length -1, truncation_strategy 'delete', check_dataset_strategy 'none') take that value unless
     ``--load_dataset_config true`` restores them from the checkpoint; ``None`` means "not given".
     """
 
-    model_type: str | None = field(default=None, metadata=_help("model type (seed name or ms-swift alias)"))
-    model_id_or_path: str | None = field(default=None, metadata=_help("local model folder or hub id"))
-    tokenizer_id_or_path: str | None = field(
-        default=None, metadata=_help("the tokenizer's folder or hub id when the model folder has none (CogVLM)"))
-    sft_type: str = field(default="lora", metadata=_help("restored from sft_args.json; 'full' without --ckpt_dir"))
-    template_type: str = field(default="AUTO", metadata=_help("AUTO: the model type's template"))
-    template_profile: str | None = field(default=None, metadata=_help(
-        "official (default) or swift-2.2.0 (ms-swift 2.2.0's ids, image markers expanded model-side); restored from "
-        "sft_args.json with --ckpt_dir"))
-    infer_backend: str = field(default="AUTO", metadata=_help("AUTO or pt (vllm is not available in vlmref)"))
-    ckpt_dir: str | None = field(default=None, metadata=_help("a .../vx-xxx/checkpoint-xxx folder"))
-    load_args_from_ckpt_dir: bool = field(default=True, metadata=_help("read the checkpoint's sft_args.json"))
-    load_dataset_config: bool = field(default=False, metadata=_help("also restore the dataset split and lengths"))
-    eval_human: bool | None = field(default=None, metadata=_help("None: interactive when no dataset is given"))
-    seed: int = field(default=42, metadata=_help("global seed"))
-    dtype: str = field(default="AUTO", metadata=_help("bf16, fp16, fp32 or AUTO"))
-    dataset: list[str] = field(default_factory=list, metadata=_help("datasets whose validation split is evaluated"))
-    val_dataset: list[str] = field(default_factory=list, metadata=_help("datasets evaluated in full"))
-    dataset_seed: int | None = field(default=None, metadata=_help("split seed (default 42)"))
-    dataset_test_ratio: float | None = field(default=None, metadata=_help("validation ratio (default 0.01)"))
-    show_dataset_sample: int = field(default=10, metadata=_help("rows evaluated (-1: all)"))
-    save_result: bool = field(default=True, metadata=_help("write infer_result/<time>.jsonl"))
-    system: str | None = field(default=None, metadata=_help("system prompt ('' = none; default: template's)"))
-    max_length: int | None = field(default=None, metadata=_help("prompt limit in tokens (-1: none, the default)"))
-    truncation_strategy: str | None = field(default=None, metadata=_help("delete (default) or truncation_left"))
-    max_length_counts_images: bool | None = field(
-        default=None, metadata=_help("max_length bounds image positions too (default false: ms-swift's text budget)"))
-    check_dataset_strategy: str | None = field(default=None, metadata=_help("none (default), discard, error, warning"))
-    max_new_tokens: int = field(default=2048, metadata=_help("generation: new tokens at most"))
-    do_sample: bool = field(default=True, metadata=_help("generation: sample (false: greedy)"))
-    temperature: float = field(default=0.3, metadata=_help("generation: 0 means greedy"))
-    top_k: int = field(default=20, metadata=_help("generation"))
-    top_p: float = field(default=0.7, metadata=_help("generation"))
-    repetition_penalty: float = field(default=1.0, metadata=_help("generation"))
-    num_beams: int = field(default=1, metadata=_help("generation (beam search turns streaming off)"))
-    stop_words: list[str] | None = field(default=None, metadata=_help("extra stop words"))
-    stream: bool = field(default=True, metadata=_help("print the response while it is generated"))
-    overwrite_generation_config: bool | None = field(
-        default=None, metadata=_help("save the generation config next to the results, infer_result/<time>.generation_config.json "
-                                    "(default: true with --ckpt_dir; the checkpoint's own file is never rewritten)"))
-    verbose: bool | None = field(default=None, metadata=_help("dataset mode: print every sample (default: < 100 rows)"))
-    val_dataset_sample: int | None = field(default=None, metadata=_help("deprecated: first N validation rows"))
-    sft_args: dict[str, Any] | None = field(default=None, repr=False, metadata=_help("", cli=False))
-    infer_media_type: str = field(default="none", metadata=_help("", cli=False))
+    model_type: str | None = arg(None, "model type (seed name or ms-swift alias; vlmref list models); None: the "
+                                       "checkpoint's with --ckpt_dir")
+    model_id_or_path: str | None = arg(None, "local model folder or hub id")
+    tokenizer_id_or_path: str | None = arg(None, "the tokenizer's folder or hub id when the model folder has none "
+                                                 "(CogVLM)")
+    sft_type: str = arg("lora", "restored from sft_args.json; 'full' without --ckpt_dir")
+    template_type: str = arg("AUTO", "AUTO: the model type's template")
+    template_profile: str | None = arg(None, "official or swift-2.2.0 (ms-swift 2.2.0's ids, image markers expanded "
+                                             "model-side); None: restored from sft_args.json with --ckpt_dir, else "
+                                             "official", metavar="{official,swift-2.2.0}")
+    infer_backend: str = arg("AUTO", "AUTO or pt (vllm is not available in vlmref)")
+    ckpt_dir: str | None = arg(None, "a .../vx-xxx/checkpoint-xxx folder")
+    load_args_from_ckpt_dir: bool = arg(True, "read the checkpoint's sft_args.json")
+    load_dataset_config: bool = arg(False, "also restore the dataset split and lengths")
+    eval_human: bool | None = arg(None, "true: interactive; false: evaluate the dataset; None: interactive when no "
+                                        "dataset is given")
+    seed: int = arg(42, "global seed")
+    dtype: Literal["bf16", "fp16", "fp32", "AUTO"] = arg("AUTO", "AUTO: the checkpoint's training dtype (without "
+                                                                 "--ckpt_dir: the config.json's); on CPU AUTO and "
+                                                                 "fp16 load fp32")
+    dataset: list[str] = arg(factory=list, help="datasets whose validation split is evaluated")
+    val_dataset: list[str] = arg(factory=list, help="datasets evaluated in full")
+    dataset_seed: int | None = arg(None, "split seed; None: 42")
+    dataset_test_ratio: float | None = arg(None, "validation ratio; None: 0.01")
+    show_dataset_sample: int = arg(10, "rows evaluated (-1: all)")
+    save_result: bool = arg(True, "write infer_result/<time>.jsonl")
+    system: str | None = arg(None, "system prompt ('' = none); None: the template's")
+    max_length: int | None = arg(None, "prompt limit in tokens; None or -1: none")
+    truncation_strategy: Literal["delete", "truncation_left", "ignore"] | None = arg(
+        None, "a prompt over max_length: delete (ignore is an alias) or truncation_left; None: delete")
+    max_length_counts_images: bool | None = arg(None, "max_length bounds image positions too; None: false "
+                                                      "(ms-swift's text budget)")
+    check_dataset_strategy: str | None = arg(None, "none, discard, error or warning; None: none", type=str,
+                                             metavar="{none,discard,error,warning}")
+    max_new_tokens: int = arg(2048, "generation: new tokens at most")
+    do_sample: bool = arg(True, "generation: sample (false: greedy)")
+    temperature: float = arg(0.3, "generation: 0 means greedy")
+    top_k: int = arg(20, "generation: top-k sampling")
+    top_p: float = arg(0.7, "generation: nucleus sampling")
+    repetition_penalty: float = arg(1.0, "generation: repetition penalty")
+    num_beams: int = arg(1, "generation: beam search width (beam search turns streaming off)")
+    stop_words: list[str] | None = arg(None, "extra stop words", nargs="*")
+    stream: bool = arg(True, "print the response while it is generated")
+    overwrite_generation_config: bool | None = arg(None, "save the generation config next to the results, "
+                                                         "infer_result/<time>.generation_config.json (the "
+                                                         "checkpoint's own file is never rewritten); None: true with "
+                                                         "--ckpt_dir")
+    verbose: bool | None = arg(None, "dataset mode: print every sample; None: when < 100 rows")
+    val_dataset_sample: int | None = arg(None, "deprecated: first N validation rows")
+    # not flags: set by __post_init__ (sft_args.json) and from the template
+    sft_args: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    infer_media_type: str = field(default="none", init=False)
 
     def __post_init__(self) -> None:
         from ..models.model_types import MODELS
@@ -258,11 +264,6 @@ def _as_list(value: Any) -> list[str]:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"--{name} {value!r}: expected one of {', '.join(choices)}")
-
-
-def cli_fields() -> list[Any]:
-    """The dataclass fields exposed as ``--flags``."""
-    return [f for f in fields(InferArguments) if f.metadata.get("cli", True)]
 
 
 # ---- model and template ----------------------------------------------------------------------------------------------
