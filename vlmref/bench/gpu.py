@@ -18,12 +18,9 @@ with ms-swift's config); each rank measures its own GPUs, rank 0 gathers them (p
 from __future__ import annotations
 
 import gc
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from ..memory.scenario import MemoryScenario
@@ -166,15 +163,12 @@ def _place_model(s: MemoryScenario, tiny: bool, cuda_devices: list[int]) -> tupl
 def _deepspeed_engine(model: Any, s: MemoryScenario, steps: int, world_size: int, cuda: bool) -> Any:
     import deepspeed
 
-    from ..llm.sft_args import DS_CONFIG_DIR
-    from ..memory.workload import LEARNING_RATE, MAX_GRAD_NORM, WEIGHT_DECAY
+    from ..memory.setup import sft_arguments
     from ..training.deepspeed_config import fill_deepspeed_config
 
-    config = json.loads((Path(DS_CONFIG_DIR) / f"{s.deepspeed}.json").read_text())
-    args = SimpleNamespace(batch_size=s.batch_size, gradient_accumulation_steps=1, max_grad_norm=MAX_GRAD_NORM,
-                           learning_rate=LEARNING_RATE, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
-                           weight_decay=WEIGHT_DECAY, warmup_ratio=0.05, fp16=s.dtype == "fp16", bf16=s.dtype == "bf16")
-    config = fill_deepspeed_config(config, args, model, steps, world_size, cpu=not cuda, log=lambda message: None)
+    args = sft_arguments(s)  # vlmref sft's resolved flags: the shipped default-zero2/3 config, lr, clipping, dtype
+    config = fill_deepspeed_config(args.deepspeed_config, args, model, steps, world_size, cpu=not cuda,
+                                   log=lambda message: None)
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
     params = [p for p in model.parameters() if p.requires_grad]
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=params, config=config)
@@ -267,7 +261,8 @@ def measure(s: MemoryScenario, device: str, tiny: bool = False, steps: int | Non
         if s.deepspeed:
             all_stats.append(_run_deepspeed(runner, batch, sft_steps, cuda))
         elif s.mode == "sft":
-            all_stats.append(run_sft(runner, batch, s, on_phase, steps=sft_steps))
+            all_stats.append(run_sft(model, batch, s, on_phase, steps=sft_steps,
+                                     ddp=None if runner is model else runner))
         else:
             for _ in range(steps or 1):
                 all_stats.append(run_infer(runner, batch, s, on_phase))

@@ -77,6 +77,9 @@ class MemoryScenario:
             raise ScenarioError(f"deepspeed must be zero2, zero3 or None, got {self.deepspeed!r}")
         if self.attention not in ("sdpa", "eager"):
             raise ScenarioError(f"attention must be 'sdpa' or 'eager', got {self.attention!r}")
+        if self.mode == "sft" and self.sft_type == "full" and self.dtype == "fp16":
+            raise ScenarioError("sft_type full with dtype fp16: vlmref sft trains in fp32 then (as ms-swift 2.2.0); "
+                                "use dtype fp32 or bf16")
         if self.deepspeed and self.mode != "sft":
             raise ScenarioError("--deepspeed applies to sft only")
         if self.deepspeed and self.devices_per_process != 1:
@@ -109,6 +112,23 @@ class MemoryScenario:
         imgs = f"{self.images} image{'s' if self.images != 1 else ''} {h}x{w}"
         return (f"{self.model_type} {kind} {self.dtype}{ds} {self.world_size}x{self.devices_per_process} GPU, "
                 f"{imgs} + {text}, bs {self.batch_size}")
+
+    def sft_flags(self) -> list[str]:
+        """The ``vlmref sft`` flags this scenario trains with (world_size is the launch's, not a flag).
+
+        >>> MemoryScenario("qwen-vl-chat", "sft", lora_rank=16).sft_flags()[:6]
+        ['--model_type', 'qwen-vl-chat', '--sft_type', 'lora', '--dtype', 'bf16']
+        """
+        flags = ["--model_type", self.model_type, "--sft_type", self.sft_type, "--dtype", self.dtype,
+                 "--max_length", str(self.max_length), "--batch_size", str(self.batch_size),
+                 "--gradient_accumulation_steps", "1",  # a traced step is one micro-batch
+                 "--lora_rank", str(self.lora_rank), "--lora_alpha", str(self.lora_alpha),
+                 "--lora_target_modules", *self.lora_target_modules]
+        if self.gradient_checkpointing is not None:
+            flags += ["--gradient_checkpointing", "true" if self.gradient_checkpointing else "false"]
+        if self.deepspeed:
+            flags += ["--deepspeed", f"default-{self.deepspeed}"]
+        return flags
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

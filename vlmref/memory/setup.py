@@ -1,6 +1,7 @@
-"""Build the model a scenario runs: vlmref's own implementation, in the scenario's dtype, prepared as ``vlmref sft`` /
-``vlmref infer`` prepare it (gradient checkpointing with ``enable_input_require_grads``, peft LoRA with ms-swift's
-defaults, or every parameter trainable), then given storage: fake (``FakeTensorMode``: shapes, no memory), or real.
+"""Build the model a scenario runs: vlmref's own implementation, in the scenario's dtype, prepared by the code
+``vlmref sft`` prepares it with (``training.prepare_model_for_training`` with the scenario's ``sft_arguments``:
+gradient checkpointing with ``enable_input_require_grads``, peft LoRA, or every parameter trainable) or as
+``vlmref infer`` does, then given storage: fake (``FakeTensorMode``: shapes, no memory), or real.
 
 >>> from vlmref.memory.scenario import MemoryScenario
 >>> model = build_model(MemoryScenario("qwen-vl-chat", "sft"), device="meta", tiny=True)
@@ -20,7 +21,17 @@ from ..models.model_types import MODELS
 from .scenario import MemoryScenario
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-LORA_DROPOUT = 0.05  # ms-swift 2.2.0 --lora_dropout_p
+SYNTHETIC_DATASET = "memory-scenario-synthetic-sample"  # the --dataset of a scenario's flags: its batch is built here
+
+
+def sft_arguments(scenario: MemoryScenario) -> Any:
+    """The resolved ``SftArguments`` of ``vlmref sft`` run with the scenario's flags (``MemoryScenario.sft_flags``) on
+    ``world_size`` GPUs that have bf16: what model preparation, the optimizer and the train step are built from."""
+    from ..llm.sft_args import parse_sft_args
+
+    quiet = lambda message: None  # noqa: E731 - the notes sft prints at start
+    args = parse_sft_args(["--dataset", SYNTHETIC_DATASET, *scenario.sft_flags()], log=quiet)
+    return args.resolve(world_size=scenario.world_size, cuda=True, bf16_supported=True, log=quiet)
 
 
 @contextlib.contextmanager
@@ -54,22 +65,9 @@ def prepare(model: Any, scenario: MemoryScenario) -> Any:
         model.requires_grad_(False)
         model.config.use_cache = True
         return model.eval()
-    if gradient_checkpointing(scenario):
-        model.config.use_cache = False
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable()
-        model.enable_input_require_grads()
-    if scenario.sft_type == "lora":
-        from peft import LoraConfig, get_peft_model
+    from ..training.model_prep import prepare_model_for_training
 
-        from ..training.lora import resolve_lora_target_modules
-
-        targets = resolve_lora_target_modules(model, scenario.model_type, scenario.lora_target_modules)
-        config = LoraConfig(r=scenario.lora_rank, lora_alpha=scenario.lora_alpha, lora_dropout=LORA_DROPOUT,
-                            target_modules=targets, task_type="CAUSAL_LM")
-        model = get_peft_model(model, config)
-    else:
-        model.requires_grad_(True)
+    model = prepare_model_for_training(model, sft_arguments(scenario), log=lambda message: None)
     return model.train()
 
 

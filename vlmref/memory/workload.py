@@ -1,9 +1,12 @@
 """What a memory scenario runs, the same code for the FakeTensorMode trace (``simulate``), a real CPU run (the
 simulator's validation test) and a real GPU run (``vlmref bench``).
 
-* sft: ``STEPS`` optimizer steps of forward, backward, gradient clipping (ms-swift's ``max_grad_norm`` 0.5), AdamW
-  (torch's default foreach implementation, ms-swift's weight decay 0.1) and ``zero_grad(set_to_none=True)``; the
-  second step runs with the optimizer states live, as every later step of a real run does.
+* sft: ``STEPS`` optimizer steps of ``vlmref sft``'s own ``training.train_step`` (forward with the token accuracy,
+  backward, clipping at ``max_grad_norm``, the optimizer and scheduler steps, ``zero_grad(set_to_none=True)``) with
+  the optimizer and schedule of ``training.build_optimizer`` / ``build_scheduler`` (AdamW in torch's default
+  foreach implementation, a weight-decay and a no-decay group), all from the scenario's ``sft_arguments``. Each step
+  is one micro-batch: accumulating more adds no memory beyond one parameter's transient gradient. The second step
+  runs with the optimizer states live, as every later step of a real run does.
 * infer: the prefill of the prompt (images included), then ``new_tokens`` decode steps with the KV cache, driven
   through the model's own ``prepare_inputs_for_generation`` like ``generate()``; the token fed back is fixed (its value
   does not change memory or time), so no data-dependent sampling is needed.
@@ -24,14 +27,13 @@ from ..models.kv_cache import cache_output, output_cache
 from .scenario import MemoryScenario
 
 STEPS = 2
-LEARNING_RATE = 1e-4
-WEIGHT_DECAY = 0.1  # ms-swift 2.2.0 --weight_decay
-MAX_GRAD_NORM = 0.5  # ms-swift 2.2.0 --max_grad_norm
 
 
 @dataclass
 class WorkloadStats:
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # sft: the optimizer's parameter groups as ``{"params": [names], "weight_decay", "lr"}`` (what was traced)
+    optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
 
     def rate(self, key: str, skip_first: bool = True) -> float | None:
         """``key`` (tokens / samples) per second over the steps, the first one (warm-up) left out when possible."""
@@ -49,23 +51,29 @@ def _tokens(batch: dict[str, Any]) -> int:
     return int(batch["attention_mask"].sum())
 
 
+def optimizer_groups(model: Any, optimizer: Any) -> list[dict[str, Any]]:
+    """``optimizer``'s parameter groups by parameter name (with their weight decay and learning rate)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [{"params": [names[id(p)] for p in g["params"]], "weight_decay": g["weight_decay"],
+             "lr": g.get("initial_lr", g["lr"])} for g in optimizer.param_groups]
+
+
 def run_sft(model: Any, batch: dict[str, Any], scenario: MemoryScenario, on_phase: Callable[[str], None],
-            steps: int = STEPS) -> WorkloadStats:
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-    stats = WorkloadStats()
-    device = params[0].device if params else "cpu"
+            steps: int = STEPS, ddp: Any = None) -> WorkloadStats:
+    """``steps`` train steps on ``batch``; the forward runs through ``ddp`` when given (its module is ``model``)."""
+    from ..training.optim import build_optimizer, build_scheduler
+    from ..training.step import train_step
+    from .setup import sft_arguments
+
+    args = sft_arguments(scenario)
+    optimizer = build_optimizer(model, args)
+    scheduler = build_scheduler(optimizer, args, max_steps=steps)
+    stats = WorkloadStats(optimizer_groups=optimizer_groups(model, optimizer))
+    device = next(p.device for p in model.parameters() if p.requires_grad)
     for _ in range(steps):
         start = time.perf_counter()
-        on_phase("forward")
-        loss = model(**batch).loss
-        on_phase("backward")
-        loss.backward()
-        on_phase("optimizer")
-        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        del loss
+        train_step(model, [batch], optimizer=optimizer, scheduler=scheduler, max_grad_norm=args.max_grad_norm,
+                   ddp=ddp, on_phase=on_phase, host_reads=False)
         _sync(device)
         stats.steps.append({"seconds": time.perf_counter() - start, "tokens": _tokens(batch),
                             "samples": int(batch["input_ids"].shape[0])})

@@ -15,6 +15,9 @@ the optimizer/scheduler step; the same code for a real run and (later) the memor
 * With a DeepSpeed ``engine``: ``engine.backward`` / ``engine.step`` per micro-batch, the accumulation boundary set on
   the last one; the grad norm is the engine's.
 * Accuracy: next-token argmax against the labels, over the positions whose label is not -100.
+* ``on_phase(name)`` is called before each micro-batch's "forward" and "backward" and before the "optimizer" part
+  (the memory trace labels its peak with it); ``host_reads=False`` keeps the step's figures as 0-dim tensors instead
+  of reading them to the host (no device sync; a ``FakeTensorMode`` trace has no values to read).
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ def autocast_dtype(fp16: bool, bf16: bool, engine: Any = None) -> Any:
     return None
 
 
-def forward_with_accuracy(module: Any, batch: dict[str, Any], autocast: Any = None) -> tuple[Any, float, float]:
+def forward_with_accuracy(module: Any, batch: dict[str, Any], autocast: Any = None,
+                          host_reads: bool = True) -> tuple[Any, Any, Any]:
     """``module(**batch)`` (under CUDA autocast to ``autocast`` when given) -> (loss tensor, correct next-token
-    predictions, counted label positions)."""
+    predictions, counted label positions); the two counts are floats, or 0-dim tensors with ``host_reads=False``."""
     import torch
 
     ctx = contextlib.nullcontext()
@@ -49,25 +53,29 @@ def forward_with_accuracy(module: Any, batch: dict[str, Any], autocast: Any = No
         pred = out.logits[:, :-1].argmax(-1)
         gold = labels[:, 1:].to(pred.device)
         mask = gold != -100
-        correct = float(((pred == gold) & mask).sum())
-    return out.loss, correct, float(mask.sum())
+        correct, total = ((pred == gold) & mask).sum(), mask.sum()
+    if host_reads:
+        return out.loss, float(correct), float(total)
+    return out.loss, correct, total
 
 
 @dataclass
 class StepResult:
-    """What one optimizer step measured (sums over its micro-batches; ``loss`` is their mean)."""
+    """What one optimizer step measured (sums over its micro-batches; ``loss`` is their mean); with
+    ``host_reads=False`` the floats are 0-dim tensors."""
 
-    loss: float = 0.0
-    grad_norm: float | None = None
-    correct: float = 0.0
-    total: float = 0.0
-    tokens: float = 0.0
+    loss: Any = 0.0
+    grad_norm: Any = None
+    correct: Any = 0.0
+    total: Any = 0.0
+    tokens: Any = 0.0
     samples: int = 0
 
 
 def train_step(model: Any, batches: Sequence[Any], *, optimizer: Any, scheduler: Any, max_grad_norm: float,
                make_batch: Callable[[Any], dict[str, Any]] | None = None, engine: Any = None, ddp: Any = None,
-               scaler: Any = None, autocast: Any = None) -> StepResult:
+               scaler: Any = None, autocast: Any = None, on_phase: Callable[[str], None] | None = None,
+               host_reads: bool = True) -> StepResult:
     """One optimizer step over ``batches`` (its micro-batches, in order).
 
     ``make_batch(item)`` turns each entry into the model's inputs just before its forward (so a step never holds more
@@ -80,7 +88,9 @@ def train_step(model: Any, batches: Sequence[Any], *, optimizer: Any, scheduler:
     module = engine or ddp or model
     n = len(batches)
     result = StepResult()
-    step_loss = 0.0
+    step_loss: Any = 0.0
+    phase = on_phase or (lambda name: None)
+    read = float if host_reads else (lambda value: value)
     for i, item in enumerate(batches):
         batch = item if make_batch is None else make_batch(item)
         last = i == n - 1
@@ -88,7 +98,9 @@ def train_step(model: Any, batches: Sequence[Any], *, optimizer: Any, scheduler:
         with sync:
             if engine is not None:
                 engine.set_gradient_accumulation_boundary(last)
-            loss, correct, total = forward_with_accuracy(module, batch, autocast)
+            phase("forward")
+            loss, correct, total = forward_with_accuracy(module, batch, autocast, host_reads)
+            phase("backward")
             scaled = loss / n
             if engine is not None:
                 engine.backward(scaled, scale_wrt_gas=False)
@@ -97,11 +109,13 @@ def train_step(model: Any, batches: Sequence[Any], *, optimizer: Any, scheduler:
                 scaler.scale(scaled).backward()
             else:
                 scaled.backward()
-        step_loss += float(loss.detach()) / n
-        result.correct += correct
-        result.total += total
-        result.tokens += float(batch["attention_mask"].sum())
+        step_loss = step_loss + read(loss.detach()) / n
+        result.correct = result.correct + correct
+        result.total = result.total + total
+        result.tokens = result.tokens + read(batch["attention_mask"].sum())
         result.samples += int(batch["input_ids"].shape[0])
+        del loss, scaled
+    phase("optimizer")
     if engine is not None:
         norm = engine.get_global_grad_norm()
     else:
@@ -117,7 +131,7 @@ def train_step(model: Any, batches: Sequence[Any], *, optimizer: Any, scheduler:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     result.loss = step_loss
-    result.grad_norm = None if norm is None else float(norm)
+    result.grad_norm = None if norm is None else read(norm)
     return result
 
 
