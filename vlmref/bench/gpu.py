@@ -176,17 +176,17 @@ def _deepspeed_engine(model: Any, s: MemoryScenario, steps: int, world_size: int
 
 
 def _run_deepspeed(engine: Any, batch: dict[str, Any], steps: int, cuda: bool) -> Any:
+    """``steps`` of ``vlmref sft``'s ``training.train_step`` through the DeepSpeed engine (one micro-batch each)."""
     import torch
 
     from ..memory.workload import WorkloadStats, _tokens
+    from ..training.step import train_step
 
     stats = WorkloadStats()
     for _ in range(steps):
         start = time.perf_counter()
-        loss = engine(**batch).loss
-        engine.backward(loss)
-        engine.step()
-        del loss
+        train_step(engine.module, [batch], optimizer=None, scheduler=None, max_grad_norm=0.0, engine=engine,
+                   host_reads=False)
         if cuda:
             torch.cuda.synchronize()
         stats.steps.append({"seconds": time.perf_counter() - start, "tokens": _tokens(batch),

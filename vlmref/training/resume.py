@@ -26,7 +26,10 @@ from ..llm.sft_args import SftArgumentError, SftArguments
 def read_trainer_state(ckpt: str) -> dict[str, Any]:
     """``<ckpt>/trainer_state.json``, or ``{}`` without one."""
     state_path = os.path.join(ckpt, "trainer_state.json")
-    return json.load(open(state_path, encoding="utf-8")) if os.path.isfile(state_path) else {}
+    if not os.path.isfile(state_path):
+        return {}
+    with open(state_path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def load_deepspeed_state(engine: Any, ckpt: str, saved: dict[str, Any], args: SftArguments) -> None:
@@ -75,7 +78,8 @@ def load_adapter(model: Any, ckpt: str, log: Callable[[str], None] = print) -> N
     weights = os.path.join(ckpt, "adapter_model.safetensors")
     if not os.path.isfile(weights):
         raise SftArgumentError(f"{ckpt}: no adapter_model.safetensors (not a LoRA checkpoint?)")
-    saved = json.load(open(config_path, encoding="utf-8"))
+    with open(config_path, encoding="utf-8") as f:
+        saved = json.load(f)
     now = model.peft_config["default"]
     saved_targets = saved.get("target_modules")
     now_targets = now.target_modules
