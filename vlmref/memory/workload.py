@@ -81,9 +81,12 @@ def run_sft(model: Any, batch: dict[str, Any], scenario: MemoryScenario, on_phas
 
 
 def run_forward_backward(model: Any, batch: dict[str, Any], on_phase: Callable[[str], None]) -> None:
-    """One forward + backward without an optimizer (DeepSpeed scenarios: ZeRO owns gradients and states)."""
+    """One forward + backward without an optimizer (DeepSpeed scenarios: ZeRO owns gradients and states), the
+    forward as ``training.train_step`` runs it (with the token accuracy)."""
+    from ..training.step import forward_with_accuracy
+
     on_phase("forward")
-    loss = model(**batch).loss
+    loss, _, _ = forward_with_accuracy(model, batch, host_reads=False)
     on_phase("backward")
     loss.backward()
 
