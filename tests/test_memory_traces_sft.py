@@ -58,3 +58,40 @@ def test_memory_workload_and_sft_build_the_same_optimizer(model_type: str, sft_t
     # HF Trainer's groups: weight decay 0.1 on the weights, none on biases and norm weights (LoRA: weights only)
     assert [g["weight_decay"] for g in traced_groups] == ([0.1, 0.0] if sft_type == "full" else [0.1])
     assert {g["lr"] for g in traced_groups} == {sft_arguments(scenario).learning_rate}
+
+
+def test_train_step_phases_and_no_host_reads() -> None:
+    """The hooks the trace labels its peak with, in order; without host reads only ``samples`` is filled, and the
+    parameters still move exactly as with them."""
+    import torch
+
+    from vlmref.training.step import train_step
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb, self.head = torch.nn.Embedding(11, 4), torch.nn.Linear(4, 11)
+
+        def forward(self, input_ids, attention_mask, labels):
+            logits = self.head(self.emb(input_ids))
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1))
+            return type("Out", (), {"loss": loss, "logits": logits})()
+
+    batch = {"input_ids": torch.tensor([[1, 2, 3, 4]]), "attention_mask": torch.ones(1, 4, dtype=torch.long),
+             "labels": torch.tensor([[-100, 2, 3, 4]])}
+    results, weights = [], []
+    for host_reads in (True, False):
+        torch.manual_seed(0)
+        model = Tiny()
+        opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+        phases: list[str] = []
+        results.append(train_step(model, [batch, batch], optimizer=opt, scheduler=sched, max_grad_norm=0.5,
+                                  on_phase=phases.append, host_reads=host_reads))
+        weights.append(model.head.weight.detach().clone())
+        assert phases == ["forward", "backward", "forward", "backward", "optimizer"]
+    read, unread = results
+    assert read.loss > 0 and read.total == 6 and read.tokens == 8 and read.grad_norm > 0
+    assert (unread.loss, unread.correct, unread.total, unread.tokens, unread.grad_norm, unread.samples) == (
+        None, None, None, None, None, 2)
+    assert torch.equal(weights[0], weights[1])

@@ -24,7 +24,13 @@ from typing import Any
 import torch
 
 from ..models.kv_cache import cache_output, output_cache
+
+# imported with this module, not inside a traced workload: a first import under the tracker would count module-level
+# tensors (transformers.optimization makes some) in the traced peak of the first scenario of a process
+from ..training.optim import build_optimizer, build_scheduler
+from ..training.step import forward_with_accuracy, train_step
 from .scenario import MemoryScenario
+from .setup import sft_arguments
 
 STEPS = 2
 
@@ -61,10 +67,6 @@ def optimizer_groups(model: Any, optimizer: Any) -> list[dict[str, Any]]:
 def run_sft(model: Any, batch: dict[str, Any], scenario: MemoryScenario, on_phase: Callable[[str], None],
             steps: int = STEPS, ddp: Any = None) -> WorkloadStats:
     """``steps`` train steps on ``batch``; the forward runs through ``ddp`` when given (its module is ``model``)."""
-    from ..training.optim import build_optimizer, build_scheduler
-    from ..training.step import train_step
-    from .setup import sft_arguments
-
     args = sft_arguments(scenario)
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, args, max_steps=steps)
@@ -83,8 +85,6 @@ def run_sft(model: Any, batch: dict[str, Any], scenario: MemoryScenario, on_phas
 def run_forward_backward(model: Any, batch: dict[str, Any], on_phase: Callable[[str], None]) -> None:
     """One forward + backward without an optimizer (DeepSpeed scenarios: ZeRO owns gradients and states), the
     forward as ``training.train_step`` runs it (with the token accuracy)."""
-    from ..training.step import forward_with_accuracy
-
     on_phase("forward")
     loss, _, _ = forward_with_accuracy(model, batch, host_reads=False)
     on_phase("backward")

@@ -18,6 +18,8 @@ import math
 import re
 from typing import Any
 
+from transformers import get_scheduler  # at import, not first use: the memory trace must not see import-time tensors
+
 from ..llm.sft_args import SftArguments
 from .dist import DistSetting
 
@@ -55,8 +57,6 @@ def warmup_steps(max_steps: int, warmup_ratio: float) -> int:
 
 def build_scheduler(optimizer: Any, args: SftArguments, max_steps: int):
     """transformers' ``get_scheduler(lr_scheduler_type)`` with ``warmup_steps`` warmup over ``max_steps`` steps."""
-    from transformers import get_scheduler
-
     return get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup_steps(max_steps, args.warmup_ratio),
                          num_training_steps=max_steps)
 

@@ -16,8 +16,9 @@ the optimizer/scheduler step; the same code for a real run and (later) the memor
   the last one; the grad norm is the engine's.
 * Accuracy: next-token argmax against the labels, over the positions whose label is not -100.
 * ``on_phase(name)`` is called before each micro-batch's "forward" and "backward" and before the "optimizer" part
-  (the memory trace labels its peak with it); ``host_reads=False`` keeps the step's figures as 0-dim tensors instead
-  of reading them to the host (no device sync; a ``FakeTensorMode`` trace has no values to read).
+  (the memory trace labels its peak with it); ``host_reads=False`` reads none of the step's figures to the host (no
+  device sync; a ``FakeTensorMode`` trace has no values to read): its ``StepResult`` holds only ``samples``, and the
+  tensors the figures come from are freed as soon as a real step frees them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def autocast_dtype(fp16: bool, bf16: bool, engine: Any = None) -> Any:
 def forward_with_accuracy(module: Any, batch: dict[str, Any], autocast: Any = None,
                           host_reads: bool = True) -> tuple[Any, Any, Any]:
     """``module(**batch)`` (under CUDA autocast to ``autocast`` when given) -> (loss tensor, correct next-token
-    predictions, counted label positions); the two counts are floats, or 0-dim tensors with ``host_reads=False``."""
+    predictions, counted label positions); the two counts are floats, or None with ``host_reads=False``."""
     import torch
 
     ctx = contextlib.nullcontext()
@@ -56,19 +57,19 @@ def forward_with_accuracy(module: Any, batch: dict[str, Any], autocast: Any = No
         correct, total = ((pred == gold) & mask).sum(), mask.sum()
     if host_reads:
         return out.loss, float(correct), float(total)
-    return out.loss, correct, total
+    return out.loss, None, None
 
 
 @dataclass
 class StepResult:
     """What one optimizer step measured (sums over its micro-batches; ``loss`` is their mean); with
-    ``host_reads=False`` the floats are 0-dim tensors."""
+    ``host_reads=False`` only ``samples`` (the other figures stay None)."""
 
-    loss: Any = 0.0
-    grad_norm: Any = None
-    correct: Any = 0.0
-    total: Any = 0.0
-    tokens: Any = 0.0
+    loss: float | None = 0.0
+    grad_norm: float | None = None
+    correct: float | None = 0.0
+    total: float | None = 0.0
+    tokens: float | None = 0.0
     samples: int = 0
 
 
@@ -88,9 +89,8 @@ def train_step(model: Any, batches: Sequence[Any], *, optimizer: Any, scheduler:
     module = engine or ddp or model
     n = len(batches)
     result = StepResult()
-    step_loss: Any = 0.0
+    step_loss = 0.0
     phase = on_phase or (lambda name: None)
-    read = float if host_reads else (lambda value: value)
     for i, item in enumerate(batches):
         batch = item if make_batch is None else make_batch(item)
         last = i == n - 1
@@ -109,10 +109,11 @@ def train_step(model: Any, batches: Sequence[Any], *, optimizer: Any, scheduler:
                 scaler.scale(scaled).backward()
             else:
                 scaled.backward()
-        step_loss = step_loss + read(loss.detach()) / n
-        result.correct = result.correct + correct
-        result.total = result.total + total
-        result.tokens = result.tokens + read(batch["attention_mask"].sum())
+        if host_reads:
+            step_loss += float(loss.detach()) / n
+            result.correct += correct
+            result.total += total
+            result.tokens += float(batch["attention_mask"].sum())
         result.samples += int(batch["input_ids"].shape[0])
         del loss, scaled
     phase("optimizer")
@@ -130,8 +131,11 @@ def train_step(model: Any, batches: Sequence[Any], *, optimizer: Any, scheduler:
             optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+    if not host_reads:
+        result.loss = result.correct = result.total = result.tokens = None
+        return result
     result.loss = step_loss
-    result.grad_norm = None if norm is None else read(norm)
+    result.grad_norm = None if norm is None else float(norm)
     return result
 
 
