@@ -271,8 +271,11 @@ class DataclassArgumentParser(FlagParser):
             if isinstance(item, str) and action.type is not None:
                 try:
                     item = action.type(item)
-                except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+                except argparse.ArgumentTypeError as err:
                     raise ArgumentsError(f"{path}: key {key!r}: {err}") from None
+                except (TypeError, ValueError):
+                    kind = getattr(action.type, "__name__", "value")
+                    raise ArgumentsError(f"{path}: key {key!r}: expected {kind}, found {item!r}") from None
             if action.choices is not None and item not in action.choices:
                 shown = ", ".join(map(str, action.choices))
                 raise ArgumentsError(f"{path}: key {key!r}: expected one of {shown}; found {item!r}")
