@@ -10,13 +10,17 @@
     vlmref memory --chart_from memory_report/documented.json                      # redraw the .png from the .json
     vlmref memory --args_file scenario.yaml --batch_size 4                        # flags from a JSON/YAML file;
                                                                                   # the command line overrides it
+    vlmref memory replay trace.json --alloc_conf expandable_segments:True --json  # replay a recorded allocation
+                                                                                  # trace through vlmref's own model
+                                                                                  # of the caching allocator
 
 Figures are GiB. ``allocated`` is what ``torch.cuda.max_memory_allocated`` would show, ``reserved`` its
 ``max_memory_reserved`` without fragmentation, ``nvidia_smi`` adds the CUDA context; the seeds' "GB GPU memory" is
 compared with the last. ``--documented`` logs each scenario to stderr as it starts and ends (``[3/16] KEY ... 41.2 s,
 about 6 min to go``); stdout has only the table (or the JSON). The chart needs matplotlib (``pip install
 'vlmref[chart]'``); without it ``--documented`` writes the .md and .json and says so in a note on stderr.
-Exit codes: 0 done, 1 ``--chart_from`` without matplotlib, 2 bad flags.
+Exit codes: 0 done, 1 ``--chart_from`` without matplotlib, 2 bad flags. ``vlmref memory replay --help``: the replay's
+flags (peak allocated / reserved bytes of a ``torch.cuda.memory._snapshot()`` trace under allocator options).
 """
 
 from __future__ import annotations
@@ -56,12 +60,110 @@ class MemoryArguments(ScenarioArguments, _MemoryFlags):
     """``vlmref memory``'s flags: its own (``--documented``, the report and chart files), then the scenario's."""
 
 
+@dataclass
+class MemoryReplayArguments:
+    """``vlmref memory replay``'s flags (TRACE.json, the positional, is not a field: ``add_parser`` adds it)."""
+
+    json: bool = arg(False, "print the report as JSON instead of the summary")
+    device: int | None = arg(None, "a whole snapshot: replay only this device's trace; None: every device with "
+                                   "entries", metavar="N")
+    alloc_conf: str | None = arg(None, "allocator options in PYTORCH_CUDA_ALLOC_CONF's form, e.g. "
+                                       "max_split_size_mb:128,roundup_power2_divisions:4 (over the environment's); "
+                                       "None: PYTORCH_CUDA_ALLOC_CONF, else PYTORCH_ALLOC_CONF, else torch's defaults",
+                                 metavar="CONF")
+    device_memory_gib: float | None = arg(None, "the GiB the allocator may reserve: a new segment beyond it first "
+                                                "releases the cached segments, then is an OOM; None: unlimited",
+                                          metavar="X")
+
+
+REPLAY_DESCRIPTION = """``vlmref memory replay TRACE.json``: replay a CUDA allocation trace through vlmref's own model of
+PyTorch's caching allocator (vlmref/memory/allocator.py) and report peak allocated and peak reserved bytes.
+
+::
+
+    vlmref memory replay trace.json                                  # a JSON list of trace entries
+    vlmref memory replay snapshot.json --device 0 --json             # a JSON-encoded torch.cuda.memory._snapshot()
+    vlmref memory replay trace.json --alloc_conf max_split_size_mb:128,roundup_power2_divisions:4
+    vlmref memory replay trace.json --device_memory_gib 80           # release cached segments, then OOM, beyond it
+
+A recording with segment events (segment_alloc / segment_map) is compared with the model's new segments in order; the
+report names the entry where they first part. Exit codes: 0 done (an OOM in the model is reported, not an error),
+2 bad flags, options or trace.
+"""
+
+
+class _AnyWord(dict):
+    """The sub-commands by name; once ``open``, argparse's choice check passes every word (``_MemoryCommands`` sorts
+    them out)."""
+
+    open = False
+
+    def __contains__(self, word: object) -> bool:
+        return self.open or dict.__contains__(self, word)
+
+
+class _MemoryCommands(argparse._SubParsersAction):
+    """``replay`` as the first word after ``memory``; any other word stays an unrecognised argument of ``vlmref
+    memory`` (as it was before the sub-command existed)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._name_parser_map = self.choices = _AnyWord()
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values and not dict.__contains__(self._name_parser_map, values[0]):
+            vars(namespace).setdefault(argparse._UNRECOGNIZED_ARGS_ATTR, []).extend(values)
+            return
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("memory", help="predict peak GPU memory per device (no GPU needed); --documented: the seeds' table",
+    p = sub.add_parser("memory", help="predict peak GPU memory per device (no GPU needed); --documented: the seeds' table"
+                                      "; replay TRACE.json: a recorded allocation trace through the allocator model",
                        description=__doc__)
     p.add_dataclass(MemoryArguments)
     p.set_defaults(func=run_namespace)
+    # hidden from `vlmref memory --help` (the docstring shows it), so that `vlmref memory args.yaml` stays an args file
+    commands = p.add_subparsers(dest="memory_command", action=_MemoryCommands, help=argparse.SUPPRESS)
+    r = commands.add_parser("replay", prog="vlmref memory replay", description=REPLAY_DESCRIPTION,
+                            help="replay an allocation trace through vlmref's caching-allocator model")
+    r.add_dataclass(MemoryReplayArguments)
+    r.add_argument("trace", nargs="?", default=None, metavar="TRACE.json",
+                   help="a JSON list of trace entries, or a JSON-encoded torch.cuda.memory._snapshot()")
+    r.set_defaults(func=run_replay_namespace)
+    commands.choices.open = True
     return p
+
+
+def run_replay_namespace(ns: argparse.Namespace) -> int:
+    return run_replay(dataclass_from(MemoryReplayArguments, ns), ns.trace)
+
+
+def run_replay(args: MemoryReplayArguments, trace_path: str | None) -> int:
+    """Load, replay, print; a user error (flags, options, an unreadable or contradictory trace) is one line, exit 2."""
+    import os
+
+    from ..memory.allocator import AllocatorConfigError
+    from ..memory.replay import TraceError, format_report, load_trace, replay_file, resolve_config
+
+    if trace_path is None:
+        print("error: vlmref memory replay needs TRACE.json (a JSON list of trace entries or a memory snapshot)",
+              file=sys.stderr)
+        return 2
+    if args.device_memory_gib is not None and not 0 < args.device_memory_gib < float("inf"):
+        print(f"error: --device_memory_gib must be > 0, got {args.device_memory_gib}", file=sys.stderr)
+        return 2
+    limit = None if args.device_memory_gib is None else int(args.device_memory_gib * (1 << 30))
+    try:
+        config, source = resolve_config(args.alloc_conf, dict(os.environ))
+        trace = load_trace(trace_path)
+        report = replay_file(trace, config, device=args.device, device_memory=limit, source=source)
+    except (AllocatorConfigError, TraceError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
 
 
 def format_estimate(est: Any) -> str:
