@@ -106,7 +106,7 @@ def test_without_tqdm_there_is_no_bar_and_messages_still_print(monkeypatch, caps
 
 # ---- memory --documented -------------------------------------------------------------------------------------------
 class _FakeEstimate:
-    predicted_gib, peak_allocated_gib, peak_phase, seconds = 20.0, 18.5, "backward", 24.0
+    predicted_gib, peak_allocated_gib, peak_reserved_gib, peak_phase, seconds = 20.0, 18.5, 18.8, "backward", 24.0
 
     def to_dict(self) -> dict:
         return {"predicted_gib": self.predicted_gib}

@@ -15,7 +15,7 @@
                                                                                   # of the caching allocator
 
 Figures are GiB. ``allocated`` is what ``torch.cuda.max_memory_allocated`` would show, ``reserved`` its
-``max_memory_reserved`` without fragmentation, ``nvidia_smi`` adds the CUDA context; the seeds' "GB GPU memory" is
+``max_memory_reserved`` (the traced allocations replayed through vlmref's caching-allocator model), ``nvidia_smi`` adds the CUDA context; the seeds' "GB GPU memory" is
 compared with the last. ``--documented`` logs each scenario to stderr as it starts and ends (``[3/16] KEY ... 41.2 s,
 about 6 min to go``); stdout has only the table (or the JSON). The chart needs matplotlib (``pip install
 'vlmref[chart]'``); without it ``--documented`` writes the .md and .json and says so in a note on stderr.
@@ -221,6 +221,7 @@ def documented_rows(only: list[str] | None, tiny: bool = False, log=print) -> tu
         fp = d.footprint
         rows.append({"key": d.key, "gpus": f"{fp.gpus} x {fp.gpu_kind}", "documented_gib": d.documented_gib,
                      "predicted_gib": round(est.predicted_gib, 2), "allocated_gib": round(est.peak_allocated_gib, 2),
+                     "reserved_gib": round(est.peak_reserved_gib, 2),
                      "peak_phase": est.peak_phase, "seconds": round(est.seconds, 1), "launch": fp.launch,
                      "seed": fp.seed})
         details.append(est.to_dict())

@@ -1,9 +1,9 @@
 """The documented-vs-predicted table as text, markdown, JSON and a PNG chart (matplotlib: the optional ``chart`` extra).
 
 >>> rows = [{"key": "qwen-vl-chat/lora/1gpu", "documented_gib": 23.0, "predicted_gib": 20.1, "allocated_gib": 19.3,
-...          "gpus": "1 x 3090", "peak_phase": "backward", "seconds": 9.0}]
+...          "reserved_gib": 19.6, "gpus": "1 x 3090", "peak_phase": "backward", "seconds": 9.0}]
 >>> print(markdown_table(rows).splitlines()[2])
-| qwen-vl-chat/lora/1gpu | 1 x 3090 | 23.0 | 20.1 | 0.87 | 19.3 | backward |
+| qwen-vl-chat/lora/1gpu | 1 x 3090 | 23.0 | 20.1 | 0.87 | 19.3 | 19.6 | backward |
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from ..utils import atomic_write_bytes
 
 TOLERANCE = 0.10
 
-HEADER = ("footprint", "GPUs", "documented GiB/GPU", "predicted GiB/GPU", "ratio", "allocated GiB", "peak in")
+HEADER = ("footprint", "GPUs", "documented GiB/GPU", "predicted GiB/GPU", "ratio", "allocated GiB", "reserved GiB",
+          "peak in")
 
 
 def ratio(row: dict[str, Any]) -> float:
@@ -26,7 +27,8 @@ def ratio(row: dict[str, Any]) -> float:
 
 def _cells(row: dict[str, Any]) -> list[str]:
     return [row["key"], row["gpus"], f"{row['documented_gib']:.1f}", f"{row['predicted_gib']:.1f}",
-            f"{ratio(row):.2f}", f"{row['allocated_gib']:.1f}", row["peak_phase"]]
+            f"{ratio(row):.2f}", f"{row['allocated_gib']:.1f}",
+            "-" if row.get("reserved_gib") is None else f"{row['reserved_gib']:.1f}", row["peak_phase"]]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -38,7 +40,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def text_table(rows: list[dict[str, Any]]) -> str:
     table = [list(HEADER)] + [_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    out = ["  ".join(c.ljust(w) if i in (0, 1, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+    out = ["  ".join(c.ljust(w) if i in (0, 1, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
            for line in table]
     within = sum(abs(ratio(r) - 1) <= TOLERANCE for r in rows)
     out.append(f"{within}/{len(rows)} within +-{TOLERANCE:.0%} of the documented figure")

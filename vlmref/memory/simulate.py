@@ -18,7 +18,12 @@ What is composed on top, per device (stated, public, never fitted):
   gradient + fp32 gradient + fp32 master weight + Adam m and v = 18 bytes per trainable parameter / world size,
   ZeRO-3 also 2 bytes per parameter / world size and 4 bytes per parameter of the largest layer; plus the
   ``reduce_bucket_size`` and ``allgather_bucket_size`` buffers of ms-swift's default-zero2 (2e8 elements each);
-* ``reserved`` = ``allocated`` (the caching allocator's fragmentation is not modelled: only a GPU run measures it);
+* ``reserved`` = ``allocated`` + what the caching allocator holds above it: the trace's own allocation stream (every
+  storage in order, ``tracker.PeakTracker(record=True)``) replayed through vlmref's model of PyTorch's caching
+  allocator (``allocator.py``, default options: block rounding, segments, splitting, caching) gives the peak reserved
+  of the one-device run; its excess over the traced peak is added to each device in proportion to the device's share
+  of the traced bytes (all of it for one device; an approximation for rows composed from the trace: device_map
+  shares, DDP buckets and ZeRO partitions are not replayed themselves);
   ``nvidia_smi`` = reserved + the CUDA context (``scenario.CUDA_CONTEXT_BYTES``).
 """
 
@@ -149,7 +154,7 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
     fakeify(model, fake_mode)
     encoded = encode_sample(scenario)
     batch = build_batch(scenario, encoded)
-    tracker = PeakTracker()
+    tracker = PeakTracker(record=True)
     after_steps: list[int] = []
 
     def on_phase(name: str) -> None:
@@ -178,13 +183,25 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
             on_phase("end")
     (device, breakdown), = tracker.peak_breakdown().items() or [("cpu", {"total": 0})]
     result = {"model": model, "breakdown": breakdown, "phase": tracker.peak_phase.get(device, ""),
-              "kv_per_token": None, "kv_measured": None, "notes": [], "sample": sample_shape(scenario, encoded)}
+              "kv_per_token": None, "kv_measured": None, "notes": [], "sample": sample_shape(scenario, encoded),
+              "replay": replay_allocations(tracker.trace.get(device, []))}
     if scenario.mode == "infer":
         result["kv_per_token"] = per_token = kv_cache_bytes_per_token(model.config, DTYPES[scenario.dtype].itemsize)
         if len(after_steps) >= 3:  # [before prefill, after prefill, after decode 1, ...]
             result = _extrapolate_decode(result, tracker, after_steps, per_token * scenario.batch_size, scenario,
                                          traced_scenario)
     return result
+
+
+def replay_allocations(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """The traced allocation stream through the caching-allocator model (``vlmref.memory.allocator``, default
+    ``PYTORCH_CUDA_ALLOC_CONF``): its peak allocated (block sizes) and reserved (segments) bytes."""
+    from .replay import replay_trace
+
+    stats = replay_trace(entries).stats
+    return {"peak_requested": stats["peak_requested_bytes"], "peak_allocated": stats["peak_allocated_bytes"],
+            "peak_reserved": stats["peak_reserved_bytes"], "segments": stats["num_device_alloc"],
+            "entries": len(entries)}
 
 
 def _extrapolate_decode(result: dict[str, Any], tracker: PeakTracker, after_steps: list[int], kv: int,
@@ -228,8 +245,10 @@ def _zero_states(model: Any, scenario: MemoryScenario) -> tuple[int, list[str]]:
     return states, notes
 
 
-def compose(scenario: MemoryScenario, traced: dict[str, int], model: Any) -> tuple[dict[str, dict[str, int]], list[str]]:
-    """Per-device bytes (categories + allocated / reserved / nvidia_smi) from the one-device trace."""
+def compose(scenario: MemoryScenario, traced: dict[str, int], model: Any, replay: dict[str, int] | None = None
+            ) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Per-device bytes (categories + allocated / reserved / nvidia_smi) from the one-device trace; ``replay`` (the
+    trace's allocation stream through the caching-allocator model) gives what reserved holds above allocated."""
     notes: list[str] = []
     acts = {k: v for k, v in traced.items() if k not in STATE_KEYS and k != "total"}
     act_total = sum(acts.values())
@@ -259,9 +278,17 @@ def compose(scenario: MemoryScenario, traced: dict[str, int], model: Any) -> tup
         for row in rows.values():
             row["ddp_buckets"] = row.get("gradients", 0) or 0
         notes.append("DDP reducer buckets: one gradient-sized buffer per rank")
+    total = traced.get("total", 0)
+    cache = max(replay["peak_reserved"] - total, 0) if replay and total else 0
+    if replay:
+        notes.append(f"caching allocator (the traced stream replayed, {replay['segments']} segments): reserved "
+                     f"{replay['peak_reserved'] / GIB:.2f} GiB for {total / GIB:.2f} GiB allocated, "
+                     f"+{cache / GIB:.2f} GiB" + (", scaled on each device by its share of the traced bytes"
+                                                  if len(rows) > 1 or scenario.deepspeed else ""))
     for row in rows.values():
         row["allocated"] = sum(row.values())
-        row["reserved"] = row["allocated"]
+        row["allocator_cache"] = min(cache, cache * row["allocated"] // total) if total else 0
+        row["reserved"] = row["allocated"] + row["allocator_cache"]
         row["nvidia_smi"] = row["reserved"] + CUDA_CONTEXT_BYTES
     return rows, notes
 
@@ -271,7 +298,7 @@ def simulate(scenario: MemoryScenario, tiny: bool = False, **config_overrides: A
     start = time.perf_counter()
     result = trace(scenario, tiny=tiny, **config_overrides)
     traced = result["breakdown"]
-    per_device, notes = compose(scenario, traced, result["model"])
+    per_device, notes = compose(scenario, traced, result["model"], result["replay"])
     notes = result["notes"] + notes
     return MemoryEstimate(
         scenario=scenario, per_device=per_device, traced=traced, peak_phase=result["phase"],

@@ -7,6 +7,10 @@ Two changes to ``torch.distributed._tools.mem_tracker.MemTracker`` (torch is pin
 * only the global peak is kept per operation: the stock per-module peak walk costs O(modules) per operator, which made
   a 7B LoRA trace take 115 s instead of 6 s. Per-module peaks are not used by vlmref.
 
+It also records the allocation stream (``record=True``): every storage it starts or stops counting, in order, as
+entries in the format of ``torch.cuda.memory._snapshot()["device_traces"][i]`` (``alloc`` with the storage's bytes,
+``free_completed``; one stream), which ``vlmref.memory.replay`` runs through the caching-allocator model.
+
 >>> import torch
 >>> tracker = PeakTracker()
 >>> with tracker:
@@ -32,11 +36,36 @@ CATEGORIES = {"PARAM": "parameters", "BUFFER": "buffers", "GRAD": "gradients", "
 class PeakTracker(_mt.MemTracker):
     """Peak memory per device by category; ``phase`` names the step the caller is in when the peak happens."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: bool = False) -> None:
         super().__init__()
         self.phase = ""
         self.peak_phase: dict[str, str] = {}
         self.phase_peak: dict[str, int] = {}  # highest total (all devices) seen in each phase
+        self.trace: dict[str, list[dict[str, Any]]] | None = {} if record else None  # device -> entries
+        self._addr: dict[int, int] = {}  # id(winfo) -> the address its live allocation has in the trace
+        self._next_addr = 0
+
+    def _update_snap(self, u_type: Any, winfo: Any, old_mem_consumed: int | None = None,
+                     old_reftype: Any = None) -> None:
+        super()._update_snap(u_type, winfo, old_mem_consumed=old_mem_consumed, old_reftype=old_reftype)
+        if self.trace is None:
+            return
+        if u_type in (_mt._UpdateType.DEL, _mt._UpdateType.SIZE):
+            self._record("free_completed", winfo, old_mem_consumed or winfo.mem_consumed)
+        if u_type in (_mt._UpdateType.ADD, _mt._UpdateType.SIZE) and winfo.mem_consumed > 0:
+            self._record("alloc", winfo, winfo.mem_consumed)
+
+    def _record(self, action: str, winfo: Any, size: int) -> None:
+        key = id(winfo)
+        if action == "alloc":
+            self._addr[key] = addr = self._next_addr
+            self._next_addr += 1
+        elif key in self._addr:
+            addr = self._addr.pop(key)
+        else:  # a resize of a storage that held nothing
+            return
+        self.trace.setdefault(str(winfo.device), []).append(
+            {"action": action, "addr": addr, "size": int(size), "stream": 0})
 
     def _track_module_params_and_buffers(self, module: torch.nn.Module, install_grad_hooks: bool = True):
         out = super()._track_module_params_and_buffers(module, install_grad_hooks=False)
