@@ -225,9 +225,20 @@ def test_zero2_replaces_full_gradients_with_deepspeed_partitions() -> None:
     assert row["zero_model_states"] == 18 * n_train // 4 + buckets
     assert row["parameters"] == param_bytes
     assert "gradients" not in row and "optimizer_states" not in row
-    assert row["nvidia_smi"] - row["reserved"] == CUDA_CONTEXT_BYTES
+    assert row["nvidia_smi"] - row["reserved"] == CUDA_CONTEXT_BYTES + row["nccl"] and row["nccl"] > 0  # 4 ranks
     zero3 = simulate(scenario.with_(deepspeed="zero3"), tiny=True).per_device["rank0/cuda:0"]
     assert zero3["parameters"] == 0 and zero3["zero_model_states"] > row["zero_model_states"]
+
+
+def test_multi_rank_rows_add_nccl_outside_the_allocator() -> None:
+    from vlmref.memory.scenario import NCCL_BYTES
+
+    two = simulate(MemoryScenario("qwen-vl-chat", "sft", sft_type="full", text_tokens=16, world_size=2), tiny=True)
+    four = simulate(MemoryScenario("qwen-vl-chat", "sft", sft_type="full", text_tokens=16, world_size=4), tiny=True)
+    one = simulate(MemoryScenario("qwen-vl-chat", "sft", sft_type="full", text_tokens=16), tiny=True)
+    for est, nccl in [(one, 0), (two, NCCL_BYTES[2]), (four, NCCL_BYTES["more"])]:
+        for row in est.per_device.values():
+            assert row["nccl"] == nccl and row["nvidia_smi"] == row["reserved"] + row["cuda_context"] + nccl
 
 
 def test_device_map_splits_states_and_ddp_adds_buckets() -> None:
@@ -260,7 +271,9 @@ def test_cli_one_scenario_as_json() -> None:
     dev = data["per_device_gib"]["cuda:0"]
     assert dev["allocated"] == pytest.approx(sum(v for k, v in dev.items()
                                                  if k not in ("allocated", "allocator_cache", "reserved",
-                                                              "nvidia_smi")), abs=0.01)
+                                                              "cuda_context", "nccl", "nvidia_smi")), abs=0.01)
+    assert dev["cublas_workspace"] == pytest.approx(2 * 8.125 / 1024, abs=0.001)  # sft: two GEMM threads
+    assert dev["nvidia_smi"] == pytest.approx(dev["reserved"] + dev["cuda_context"] + dev["nccl"], abs=0.002)
     # reserved: allocated + what the replayed caching allocator holds above it (never less)
     assert dev["reserved"] == pytest.approx(dev["allocated"] + dev["allocator_cache"], abs=0.002)
     assert dev["allocator_cache"] > 0 and data["peak_reserved_gib"] > data["peak_allocated_gib"]
@@ -338,10 +351,12 @@ def test_committed_documented_table_is_what_this_install_computes() -> None:
 def test_the_traced_allocation_stream_replays_to_the_traced_peak(model_type: str, mode: str) -> None:
     """The stream the tracker records is the one it counts: replayed, its peak of requested bytes is the traced peak;
     the allocator model then rounds blocks (allocated) and caches segments (reserved) above it."""
+    from vlmref.memory.scenario import CUBLAS_WORKSPACE_BYTES, cublas_workspaces
     from vlmref.memory.simulate import trace
 
     result = trace(MemoryScenario(model_type, mode, text_tokens=16, new_tokens=2), tiny=True)
     replay = result["replay"]
     assert replay["entries"] > 100
-    assert replay["peak_requested"] == result["breakdown"]["total"]
+    workspaces = cublas_workspaces(mode) * CUBLAS_WORKSPACE_BYTES  # replayed with the stream, live from the first GEMM
+    assert replay["peak_requested"] == result["breakdown"]["total"] + workspaces
     assert replay["peak_requested"] <= replay["peak_allocated"] < replay["peak_reserved"]

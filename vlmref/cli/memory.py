@@ -36,7 +36,7 @@ from ..arguments import ArgumentsError, DataclassArgumentParser, arg, dataclass_
 from .scenario_args import ScenarioArguments, scenario_from_args
 
 CATEGORY_ORDER = ("parameters", "buffers", "gradients", "optimizer_states", "zero_model_states", "ddp_buckets",
-                  "activations", "temporaries", "inputs", "kv_cache_extrapolated")
+                  "activations", "temporaries", "inputs", "kv_cache_extrapolated", "cublas_workspace")
 
 
 @dataclass

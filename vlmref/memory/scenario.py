@@ -21,6 +21,26 @@ GIB = 1 << 30
 # figure reported in pytorch/pytorch#34323 for a process that has only initialised CUDA (781 MB). A stated public
 # allowance, not fitted: with lazy module loading (CUDA >= 11.7) it is often smaller, with NCCL it is larger.
 CUDA_CONTEXT_BYTES = 781 * (1 << 20)
+# cuBLAS workspace per (handle, stream), from the caching allocator, kept for the process: torch's default
+# CUBLAS_WORKSPACE_CONFIG=:4096:2:16:8 = 2 x 4096 KiB + 8 x 16 KiB on the GPUs the seeds name (32 MiB on Hopper and
+# newer), aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize. Handles are per thread: inference has
+# one GEMM thread, training two (the forward's and autograd's device thread for the backward).
+CUBLAS_WORKSPACE_BYTES = (4096 * 2 + 16 * 8) * 1024
+# NCCL's own buffers per process group, outside the allocator (nvidia-smi shows them): about 544 MiB for 2 ranks
+# and 688 MiB for more on 4 x A100 NVLink (NVIDIA/nccl#964); a stated public figure, not fitted
+NCCL_BYTES = {2: 544 * (1 << 20), "more": 688 * (1 << 20)}
+
+
+def cublas_workspaces(mode: str) -> int:
+    """cuBLAS workspaces a process of ``mode`` holds (see ``CUBLAS_WORKSPACE_BYTES``)."""
+    return 2 if mode == "sft" else 1
+
+
+def nccl_bytes(world_size: int) -> int:
+    """NCCL buffers per process for a data-parallel group of ``world_size`` ranks (0 for one process)."""
+    if world_size <= 1:
+        return 0
+    return NCCL_BYTES[2] if world_size == 2 else NCCL_BYTES["more"]
 
 # ms-swift 2.2.0 default-zero2 / default-zero3 bucket sizes (elements), ``swift/llm/ds_config/zero{2,3}.json``
 ZERO2_BUCKET_ELEMENTS = {"allgather_bucket_size": 2e8, "reduce_bucket_size": 2e8}

@@ -24,7 +24,9 @@ What is composed on top, per device (stated, public, never fitted):
   of the one-device run; its excess over the traced peak is added to each device in proportion to the device's share
   of the traced bytes (all of it for one device; an approximation for rows composed from the trace: device_map
   shares, DDP buckets and ZeRO partitions are not replayed themselves);
-  ``nvidia_smi`` = reserved + the CUDA context (``scenario.CUDA_CONTEXT_BYTES``).
+  the cuBLAS workspaces (``scenario.CUBLAS_WORKSPACE_BYTES``, one per GEMM thread) are allocated and replayed with
+  the rest; ``nvidia_smi`` = reserved + the CUDA context (``scenario.CUDA_CONTEXT_BYTES``) + NCCL's buffers for a
+  data-parallel group (``scenario.NCCL_BYTES``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,15 @@ import torch
 from ..models.info import kv_cache_bytes_per_token
 from .attention import eager_attention
 from .inputs import build_batch, encode_sample, sample_shape, scenario_tokenizer
-from .scenario import CUDA_CONTEXT_BYTES, GIB, ZERO2_BUCKET_ELEMENTS, MemoryScenario
+from .scenario import (
+    CUBLAS_WORKSPACE_BYTES,
+    CUDA_CONTEXT_BYTES,
+    GIB,
+    ZERO2_BUCKET_ELEMENTS,
+    MemoryScenario,
+    cublas_workspaces,
+    nccl_bytes,
+)
 from .setup import DTYPES, build_model, bytes_per_device, device_map_for, fakeify, gradient_checkpointing
 from .tracker import PeakTracker, batch_tensors
 from .workload import run_forward_backward, run_workload
@@ -175,6 +185,7 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
             fake_mode:
         fake = _fake_batch(batch, fake_mode, DTYPES[scenario.dtype])
         tracker.track_external(model, *batch_tensors(fake))
+        loaded = sum(len(entries) for entries in tracker.trace.values())  # the model and batch, before the workload
         with tracker:
             if scenario.deepspeed:
                 run_forward_backward(model, fake, on_phase)
@@ -184,13 +195,22 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
     (device, breakdown), = tracker.peak_breakdown().items() or [("cpu", {"total": 0})]
     result = {"model": model, "breakdown": breakdown, "phase": tracker.peak_phase.get(device, ""),
               "kv_per_token": None, "kv_measured": None, "notes": [], "sample": sample_shape(scenario, encoded),
-              "replay": replay_allocations(tracker.trace.get(device, []))}
+              "replay": replay_allocations(_with_workspaces(tracker.trace.get(device, []), loaded, scenario))}
     if scenario.mode == "infer":
         result["kv_per_token"] = per_token = kv_cache_bytes_per_token(model.config, DTYPES[scenario.dtype].itemsize)
         if len(after_steps) >= 3:  # [before prefill, after prefill, after decode 1, ...]
             result = _extrapolate_decode(result, tracker, after_steps, per_token * scenario.batch_size, scenario,
                                          traced_scenario)
     return result
+
+
+def _with_workspaces(entries: list[dict[str, Any]], at: int, scenario: MemoryScenario) -> list[dict[str, Any]]:
+    """The traced stream with the cuBLAS workspaces allocated where the first GEMM would take them (after the model
+    and the batch are on the device), never freed."""
+    first = 1 + max((e["addr"] for e in entries), default=-1)  # addresses the traced stream never uses
+    spaces = [{"action": "alloc", "addr": first + i, "size": CUBLAS_WORKSPACE_BYTES, "stream": 0}
+              for i in range(cublas_workspaces(scenario.mode))]
+    return entries[:at] + spaces + entries[at:]
 
 
 def replay_allocations(entries: list[dict[str, Any]]) -> dict[str, int]:
@@ -278,18 +298,29 @@ def compose(scenario: MemoryScenario, traced: dict[str, int], model: Any, replay
         for row in rows.values():
             row["ddp_buckets"] = row.get("gradients", 0) or 0
         notes.append("DDP reducer buckets: one gradient-sized buffer per rank")
+    workspaces = cublas_workspaces(scenario.mode) * CUBLAS_WORKSPACE_BYTES
+    notes.append(f"cuBLAS workspaces: {cublas_workspaces(scenario.mode)} x {CUBLAS_WORKSPACE_BYTES / 2**20:.3f} MiB "
+                 "(torch's default CUBLAS_WORKSPACE_CONFIG, one per GEMM thread) on every device")
     total = traced.get("total", 0)
-    cache = max(replay["peak_reserved"] - total, 0) if replay and total else 0
+    cache = max(replay["peak_reserved"] - total - workspaces, 0) if replay and total else 0
     if replay:
         notes.append(f"caching allocator (the traced stream replayed, {replay['segments']} segments): reserved "
-                     f"{replay['peak_reserved'] / GIB:.2f} GiB for {total / GIB:.2f} GiB allocated, "
+                     f"{replay['peak_reserved'] / GIB:.2f} GiB for {(total + workspaces) / GIB:.2f} GiB allocated, "
                      f"+{cache / GIB:.2f} GiB" + (", scaled on each device by its share of the traced bytes"
                                                   if len(rows) > 1 or scenario.deepspeed else ""))
+    nccl = nccl_bytes(scenario.world_size)
+    if nccl:
+        notes.append(f"NCCL buffers of the {scenario.world_size}-rank process group: {nccl / 2**20:.0f} MiB per "
+                     "process, outside the allocator (NVIDIA/nccl#964, 4 x A100 NVLink)")
     for row in rows.values():
-        row["allocated"] = sum(row.values())
-        row["allocator_cache"] = min(cache, cache * row["allocated"] // total) if total else 0
+        traced_here = sum(row.values())
+        row["cublas_workspace"] = workspaces
+        row["allocated"] = traced_here + workspaces
+        row["allocator_cache"] = min(cache, cache * traced_here // total) if total else 0
         row["reserved"] = row["allocated"] + row["allocator_cache"]
-        row["nvidia_smi"] = row["reserved"] + CUDA_CONTEXT_BYTES
+        row["cuda_context"] = CUDA_CONTEXT_BYTES
+        row["nccl"] = nccl
+        row["nvidia_smi"] = row["reserved"] + CUDA_CONTEXT_BYTES + nccl
     return rows, notes
 
 
