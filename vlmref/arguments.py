@@ -283,6 +283,16 @@ class DataclassArgumentParser(FlagParser):
         return converted if many else converted[0]
 
 
+def parse_or_report(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | None:
+    """``parser.parse_args(argv)``; an ``ArgumentsError`` (an unknown flag, a bad arguments file) is printed as one
+    ``error:`` line on stderr and gives None, for which a command returns exit status 2."""
+    try:
+        return parser.parse_args(argv)
+    except ArgumentsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+
+
 def load_mapping(path: str) -> dict[str, Any]:
     """Read an argument file: JSON (``.json``) or YAML (``.yaml``/``.yml``), a mapping at the top."""
     try:

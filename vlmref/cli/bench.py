@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from ..arguments import ArgumentsError, DataclassArgumentParser, arg, dataclass_from
+from ..arguments import DataclassArgumentParser, arg, dataclass_from, parse_or_report
 from .scenario_args import ScenarioArguments, scenario_from_args
 
 NO_CUDA = ("error: vlmref bench measures real GPU memory and needs CUDA, and torch sees no CUDA device here.\n"
@@ -193,10 +193,8 @@ def _run(items: list[Any], args: BenchArguments, device: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     from ..models.model_types import MODELS
 
-    try:
-        args = build_parser().parse_args(argv)
-    except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line, as `vlmref bench`
-        print(f"error: {err}", file=sys.stderr)
+    args = parse_or_report(build_parser(), argv)  # one error: line, as `vlmref bench`
+    if args is None:
         return 2
     if args.model_type is not None and args.model_type not in MODELS:
         print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}", file=sys.stderr)

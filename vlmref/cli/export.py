@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from ..arguments import ArgumentsError, DataclassArgumentParser, arg, dataclass_from
+from ..arguments import DataclassArgumentParser, arg, dataclass_from, parse_or_report
 
 
 @dataclass
@@ -74,12 +74,8 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        ns = build_parser().parse_args(argv)
-    except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return run(ns)
+    ns = parse_or_report(build_parser(), argv)
+    return 2 if ns is None else run(ns)
 
 
 if __name__ == "__main__":

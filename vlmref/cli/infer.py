@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..arguments import ArgumentsError, DataclassArgumentParser
+from ..arguments import DataclassArgumentParser, parse_or_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        ns = build_parser().parse_args(argv)
-    except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return run(ns)
+    ns = parse_or_report(build_parser(), argv)
+    return 2 if ns is None else run(ns)
 
 
 if __name__ == "__main__":

@@ -152,16 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..arguments import ArgumentsError
+    from ..arguments import parse_or_report
     from ..models.model_types import MODELS
     from .pipes import flush_stdout, stdout_closed
     from .user_errors import debug_flag, report_error
 
     with debug_flag(list(sys.argv[1:] if argv is None else argv)) as argv:
-        try:
-            args = build_parser().parse_args(argv)
-        except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line
-            print(f"error: {err}", file=sys.stderr)
+        args = parse_or_report(build_parser(), argv)
+        if args is None:
             return 2
         if getattr(args, "model_type", None) is not None and args.model_type not in MODELS:
             print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}",

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..arguments import ArgumentsError, DataclassArgumentParser, arg, dataclass_from
+from ..arguments import DataclassArgumentParser, arg, dataclass_from, parse_or_report
 from .scenario_args import ScenarioArguments, scenario_from_args
 
 CATEGORY_ORDER = ("parameters", "buffers", "gradients", "optimizer_states", "zero_model_states", "ddp_buckets",
@@ -294,9 +294,5 @@ def run(args: MemoryArguments) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = DataclassArgumentParser(prog="vlmref")
     add_parser(parser.add_subparsers(dest="command"))
-    try:
-        ns = parser.parse_args(["memory", *(sys.argv[1:] if argv is None else argv)])
-    except ArgumentsError as err:  # an unknown flag, a bad arguments file: one line, as `vlmref memory`
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return run_namespace(ns)
+    ns = parse_or_report(parser, ["memory", *(sys.argv[1:] if argv is None else argv)])  # as `vlmref memory`
+    return 2 if ns is None else run_namespace(ns)
