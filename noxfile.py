@@ -113,9 +113,11 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def memory_results(session: nox.Session) -> None:
     """Regenerate the committed benchmarks/results/memory_documented.{md,png,json} (the seeds' 16 footprints predicted
-    on CPU, with the versions that made them); commit them with the reason."""
+    on CPU, with the versions that made them) and memory_anchors.* (the figures measured elsewhere); commit them with
+    the reason."""
     _install(session, "test")
     session.run("vlmref", "memory", "--documented", "--out_dir", "benchmarks/results", "--stem", "memory_documented")
+    session.run("vlmref", "memory", "--anchors", "--out_dir", "benchmarks/results", "--stem", "memory_anchors")
 
 
 @nox.session(name="bench-a100")

@@ -179,7 +179,7 @@ def test_boolean_flags_in_real_commands(tmp_path: Path, capsys) -> None:
         assert ("image_corrupt 1" in capsys.readouterr().out) is (code == 1)
     done = _vlmref("memory", "--json", "true", "--tiny", "false")
     assert done.returncode == 2
-    assert done.stderr == "error: give either --documented or --model_type X --mode infer|sft\n"
+    assert done.stderr == "error: give one of --documented, --anchors or --model_type X --mode infer|sft\n"
 
 
 def test_debug_flag_takes_the_boolean_style(capsys) -> None:

@@ -302,7 +302,9 @@ def test_cli_documented_writes_table_chart_and_json(tmp_path) -> None:
     (["--model_type", "qwen-vl-chat", "--mode", "infer", "--deepspeed", "default-zero2"], "sft only"),
     (["--model_type", "qwen-vl-chat"], "needs --mode"),
     (["--documented", "--only", "nope/lora/1gpu"], "unknown documented key"),
-    ([], "either --documented or --model_type"),
+    ([], "one of --documented, --anchors or --model_type"),
+    (["--documented", "--anchors"], "one of --documented, --anchors or --model_type"),
+    (["--anchors", "--only", "qwen-vl-chat/nope"], "unknown anchor key"),
 ])
 def test_cli_bad_flags_exit_2(argv: list[str], message: str) -> None:
     done = _cli(*argv)

@@ -121,7 +121,7 @@ def test_image_size_is_checked_as_before(capsys) -> None:
 def test_dataclasses_share_the_scenario_fields_in_one_group() -> None:
     scenario = [f.name for f in dataclasses.fields(ScenarioArguments)]
     for dtype, own_first, own_last in [
-        (MemoryArguments, ["documented", "only", "out_dir", "stem", "chart_from", "out", "json", "tiny"], []),
+        (MemoryArguments, ["documented", "anchors", "only", "out_dir", "stem", "chart_from", "out", "json", "tiny"], []),
         (BenchArguments, ["documented", "only", "device", "tiny", "steps", "out"],
          ["compare", "compare_documented", "tolerance", "allow_missing"]),
     ]:

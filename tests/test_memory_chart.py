@@ -73,7 +73,7 @@ def test_committed_chart_is_the_committed_jsons() -> None:
 
 def test_without_matplotlib_the_report_has_md_json_and_one_note(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
-    monkeypatch.setattr(memory_cli, "documented_rows", lambda only, tiny=False, log=print: (ROWS, []))
+    monkeypatch.setattr(memory_cli, "documented_rows", lambda only, tiny=False, log=print, anchors=False, legacy_stack=False: (ROWS, []))
     out = tmp_path / "report"
     assert memory_cli.main(["--documented", "--out_dir", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["documented.json", "documented.md"]

@@ -45,9 +45,11 @@ class _MemoryFlags:
     first (dataclass fields follow the reversed MRO) and stay in the options group, before the scenario group."""
 
     documented: bool = arg(False, "the 16 footprints the seeds document, vs prediction")
-    only: list[str] | None = arg(None, "with --documented: just these keys; None: all 16", metavar="KEY")
-    out_dir: str = arg("memory_report", "--documented: where <stem>.{md,png,json} go")
-    stem: str = arg("documented", "--documented: the report files' name")
+    anchors: bool = arg(False, "the figures measured outside the seeds for the same models (ms-swift's example "
+                               "scripts, Qwen-VL's README), vs prediction, in --documented's table format")
+    only: list[str] | None = arg(None, "with --documented / --anchors: just these keys; None: all", metavar="KEY")
+    out_dir: str = arg("memory_report", "--documented / --anchors: where <stem>.{md,png,json} go")
+    stem: str | None = arg(None, "--documented / --anchors: the report files' name; None: documented / anchors")
     chart_from: str | None = arg(None, "redraw the chart of a written report from its .json (no tracing); to --out",
                                  metavar="JSON")
     out: str | None = arg(None, "--chart_from: the PNG; None: the JSON's path, .png", metavar="PNG")
@@ -205,28 +207,68 @@ def time_to_go(durations: list[float], remaining: int) -> str:
     return f"about {left:.0f} s to go" if left < 90 else f"about {left / 60:.0f} min to go"
 
 
-def documented_rows(only: list[str] | None, tiny: bool = False, log=print) -> tuple[list[dict], list[dict]]:
-    """Simulate each documented footprint; ``log`` gets a line as each scenario starts and one when it ends (its
-    time and the ETA)."""
-    from ..memory.documented import select_documented
+def _table_items(chosen: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """(item, its descriptive row fields) for documented footprints or anchors."""
+    out = []
+    for item in chosen:
+        if hasattr(item, "footprint"):
+            extra = {"launch": item.footprint.launch, "seed": item.footprint.seed}
+        else:
+            extra = {"source": item.anchor.source, "quote": item.anchor.quote}
+            if item.scenario is None:
+                extra["not_modelled"] = item.anchor.not_modelled
+        out.append((item, extra))
+    return out
+
+
+def estimate_row(key: str, gpus: str, documented_gib: float, est: Any) -> dict[str, Any]:
+    """One table row: the documented figure and the prediction's steps on its busiest device (allocated, reserved,
+    + CUDA context and NCCL = predicted), the ratio's inputs and the residual (documented - predicted)."""
+    busiest = max(est.per_device.values(), key=lambda d: d["nvidia_smi"])
+    outside = (busiest.get("cuda_context", 0) + busiest.get("nccl", 0)) / (1 << 30)
+    predicted = round(est.predicted_gib, 2)
+    return {"key": key, "gpus": gpus, "documented_gib": documented_gib, "predicted_gib": predicted,
+            "allocated_gib": round(busiest["allocated"] / (1 << 30), 2),
+            "reserved_gib": round(busiest["reserved"] / (1 << 30), 2), "context_nccl_gib": round(outside, 2),
+            "residual_gib": round(documented_gib - predicted, 2), "peak_phase": est.peak_phase,
+            "seconds": round(est.seconds, 1)}
+
+
+def documented_rows(only: list[str] | None, tiny: bool = False, log=print, anchors: bool = False,
+                    legacy_stack: bool = False) -> tuple[list[dict], list[dict]]:
+    """Simulate each documented footprint (``anchors``: each anchor instead; ``legacy_stack``: each scenario with the
+    legacy stack's logits); ``log`` gets a line as each scenario starts and one when it ends (its time and the ETA).
+    An anchor without a scenario is a row without a prediction."""
     from ..memory.simulate import simulate
 
-    chosen = select_documented(only)
+    if anchors:
+        from ..memory.anchors import select_anchors
+
+        chosen = select_anchors(only)
+    else:
+        from ..memory.documented import select_documented
+
+        chosen = select_documented(only)
+    items = _table_items(chosen)
+    todo = sum(item.scenario is not None for item, _ in items)
     rows, details, durations = [], [], []
-    for i, d in enumerate(chosen, 1):
-        log(f"[{i}/{len(chosen)}] {d.key}: tracing {d.scenario.label()} ...")
+    done = 0
+    for item, extra in items:
+        if item.scenario is None:
+            log(f"[-/{todo}] {item.key}: not modelled ({extra['not_modelled']})")
+            rows.append({"key": item.key, "gpus": item.gpus, "documented_gib": item.documented_gib,
+                         "predicted_gib": None, **extra})
+            continue
+        done += 1
+        scenario = item.scenario.with_(legacy_stack=True) if legacy_stack else item.scenario
+        log(f"[{done}/{todo}] {item.key}: tracing {scenario.label()} ...")
         start = _clock()
-        est = simulate(d.scenario, tiny=tiny)
+        est = simulate(scenario, tiny=tiny)
         durations.append(_clock() - start)
-        fp = d.footprint
-        rows.append({"key": d.key, "gpus": f"{fp.gpus} x {fp.gpu_kind}", "documented_gib": d.documented_gib,
-                     "predicted_gib": round(est.predicted_gib, 2), "allocated_gib": round(est.peak_allocated_gib, 2),
-                     "reserved_gib": round(est.peak_reserved_gib, 2),
-                     "peak_phase": est.peak_phase, "seconds": round(est.seconds, 1), "launch": fp.launch,
-                     "seed": fp.seed})
+        rows.append({**estimate_row(item.key, item.gpus, item.documented_gib, est), **extra})
         details.append(est.to_dict())
-        log(f"[{i}/{len(chosen)}] {d.key} ... {durations[-1]:.1f} s, {time_to_go(durations, len(chosen) - i)} "
-            f"(documented {d.documented_gib:.0f}, predicted {est.predicted_gib:.2f} GiB)")
+        log(f"[{done}/{todo}] {item.key} ... {durations[-1]:.1f} s, {time_to_go(durations, todo - done)} "
+            f"(documented {item.documented_gib:.0f}, predicted {est.predicted_gib:.2f} GiB)")
     return rows, details
 
 
@@ -253,31 +295,35 @@ def run(args: MemoryArguments) -> int:
     from ..memory.scenario import ScenarioError
 
     if args.chart_from is not None:
-        if args.documented or args.model_type is not None:
-            print("error: --chart_from redraws a written report: give it without --documented/--model_type",
+        if args.documented or args.anchors or args.model_type is not None:
+            print("error: --chart_from redraws a written report: give it without --documented/--anchors/--model_type",
                   file=sys.stderr)
             return 2
         return _redraw_chart(args.chart_from, args.out)
-    if args.documented == (args.model_type is not None):
-        print("error: give either --documented or --model_type X --mode infer|sft", file=sys.stderr)
+    if args.documented + args.anchors + (args.model_type is not None) != 1:
+        print("error: give one of --documented, --anchors or --model_type X --mode infer|sft", file=sys.stderr)
         return 2
-    if args.documented:
+    if args.documented or args.anchors:
         from ..memory.report import text_table, write_report
 
         start = time.perf_counter()
         try:
-            rows, details = documented_rows(args.only, tiny=args.tiny, log=lambda m: print(m, file=sys.stderr,
-                                                                                           flush=True))
+            rows, details = documented_rows(args.only, tiny=args.tiny, anchors=args.anchors,
+                                            legacy_stack=bool(args.legacy_stack),
+                                            log=lambda m: print(m, file=sys.stderr, flush=True))
         except KeyError as err:
             print(f"error: {err.args[0]}", file=sys.stderr)
             return 2
-        paths = write_report(rows, args.out_dir, details, stem=args.stem)
+        stem = args.stem or ("anchors" if args.anchors else "documented")
+        title = ("measured elsewhere (anchors)" if args.anchors else "documented (seeds)") + (
+            ", legacy stack" if args.legacy_stack else "")
+        paths = write_report(rows, args.out_dir, details, stem=stem, title=title)
         wall = time.perf_counter() - start
         if args.json:
             print(json.dumps({"rows": rows, "wall_seconds": round(wall, 1)}, indent=2))
         else:
             print(text_table(rows))
-            print(f"simulated {len(rows)} scenario(s) in {wall:.0f} s; wrote " + ", ".join(str(p) for p in paths))
+            print(f"simulated {len(details)} scenario(s) in {wall:.0f} s; wrote " + ", ".join(str(p) for p in paths))
         return 0
     try:
         from ..memory.simulate import simulate

@@ -104,6 +104,10 @@ class ScenarioArguments:
     attention: Attention | None = _one_of(Attention, "sdpa (vlmref's models) or eager (ms-swift 2.2.0's default "
                                                      f"loading: the (heads, L, L) matrix in memory); None: "
                                                      f"{_default('attention')}")
+    legacy_stack: bool | None = arg(None, "model the logits as the stack of the seeds' runs had them (transformers "
+                                          "4.4x, remote code): every prefill position's logits, float32 where that "
+                                          "code upcast them (vlmref memory: with --documented / --anchors too, "
+                                          "every row); None: False (vlmref's own)")
 
 
 def scenario_from_args(args: ScenarioArguments | argparse.Namespace) -> MemoryScenario:

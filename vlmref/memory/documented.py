@@ -49,6 +49,10 @@ class DocumentedFootprint:
         return float(self.footprint.gb_per_gpu)
 
     @property
+    def gpus(self) -> str:
+        return f"{self.footprint.gpus} x {self.footprint.gpu_kind}"
+
+    @property
     def key(self) -> str:
         fp = self.footprint
         return f"{self.model_type}/{fp.mode}/{fp.gpus}gpu"
@@ -59,12 +63,14 @@ def _attention(model_type: str) -> str:
     return family_of(model_type).swift_attention
 
 
-def _sft(model_type: str, sft_type: str = "lora", **kw) -> MemoryScenario:
+def sft_scenario(model_type: str, sft_type: str = "lora", **kw) -> MemoryScenario:
+    """A seed's sft run of ``model_type`` on its coco sample (``kw``: other scenario fields)."""
     return MemoryScenario(model_type, "sft", sft_type=sft_type, text_tokens=SFT_TEXT_TOKENS, image_size=COCO_IMAGE,
                           attention=_attention(model_type), **kw)
 
 
-def _infer(model_type: str, **kw) -> MemoryScenario:
+def infer_scenario(model_type: str, **kw) -> MemoryScenario:
+    """A seed's interactive inference of ``model_type`` on its coco picture (``kw``: other scenario fields)."""
     return MemoryScenario(model_type, "infer", text_tokens=INFER_TEXT_TOKENS, new_tokens=INFER_NEW_TOKENS,
                           image_size=COCO_IMAGE, attention=_attention(model_type), **kw)
 
@@ -73,8 +79,8 @@ def _scenario(model_type: str, fp: Footprint) -> MemoryScenario:
     """The seed command of ``fp`` (quoted in its ``launch``/``seed``) as a scenario, with the launch it records."""
     launch = {"world_size": fp.world_size, "devices_per_process": fp.devices_per_process}
     if fp.mode == "infer":
-        return _infer(model_type, **launch)
-    return _sft(model_type, fp.mode, deepspeed=fp.deepspeed, **launch)
+        return infer_scenario(model_type, **launch)
+    return sft_scenario(model_type, fp.mode, deepspeed=fp.deepspeed, **launch)
 
 
 def _build() -> tuple[DocumentedFootprint, ...]:

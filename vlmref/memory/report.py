@@ -3,7 +3,7 @@
 >>> rows = [{"key": "qwen-vl-chat/lora/1gpu", "documented_gib": 23.0, "predicted_gib": 20.1, "allocated_gib": 19.3,
 ...          "reserved_gib": 19.6, "gpus": "1 x 3090", "peak_phase": "backward", "seconds": 9.0}]
 >>> print(markdown_table(rows).splitlines()[2])
-| qwen-vl-chat/lora/1gpu | 1 x 3090 | 23.0 | 20.1 | 0.87 | 19.3 | 19.6 | backward |
+| qwen-vl-chat/lora/1gpu | 1 x 3090 | 23.0 | 19.3 | 19.6 | 0.5 | 20.1 | 0.87 | +2.9 | backward |
 """
 
 from __future__ import annotations
@@ -17,18 +17,36 @@ from ..utils import atomic_write_bytes
 
 TOLERANCE = 0.10
 
-HEADER = ("footprint", "GPUs", "documented GiB/GPU", "predicted GiB/GPU", "ratio", "allocated GiB", "reserved GiB",
-          "peak in")
+HEADER = ("footprint", "GPUs", "documented GiB/GPU", "allocated GiB", "reserved GiB", "+ context/NCCL GiB",
+          "predicted GiB/GPU", "ratio", "residual GiB", "peak in")
+_LEFT = (0, 1, 9)  # left-aligned columns of the text table
 
 
 def ratio(row: dict[str, Any]) -> float:
     return row["predicted_gib"] / row["documented_gib"]
 
 
+def modelled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with a prediction (an anchor vlmref does not model has none)."""
+    return [r for r in rows if r.get("predicted_gib") is not None]
+
+
+def _gib(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _cells(row: dict[str, Any]) -> list[str]:
-    return [row["key"], row["gpus"], f"{row['documented_gib']:.1f}", f"{row['predicted_gib']:.1f}",
-            f"{ratio(row):.2f}", f"{row['allocated_gib']:.1f}",
-            "-" if row.get("reserved_gib") is None else f"{row['reserved_gib']:.1f}", row["peak_phase"]]
+    """The row's cells: what the prediction is made of on its busiest device, step by step (allocated -> reserved ->
+    + CUDA context and NCCL = predicted), then the ratio and the residual (documented - predicted)."""
+    head = [row["key"], row["gpus"], f"{row['documented_gib']:.1f}"]
+    if row.get("predicted_gib") is None:
+        return head + ["-"] * 6 + [f"not modelled: {row.get('not_modelled', '')}"]
+    outside = row.get("context_nccl_gib")
+    if outside is None and row.get("reserved_gib") is not None:  # a report written before the column existed
+        outside = row["predicted_gib"] - row["reserved_gib"]
+    residual = row.get("residual_gib", row["documented_gib"] - row["predicted_gib"])
+    return head + [_gib(row["allocated_gib"]), _gib(row.get("reserved_gib")), _gib(outside),
+                   f"{row['predicted_gib']:.1f}", f"{ratio(row):.2f}", f"{residual:+.1f}", row["peak_phase"]]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -37,13 +55,21 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def within_line(rows: list[dict[str, Any]]) -> str:
+    """``6/16 within +-10% of the documented figure`` (rows without a prediction named apart)."""
+    done = modelled(rows)
+    within = sum(abs(ratio(r) - 1) <= TOLERANCE for r in done)
+    rest = len(rows) - len(done)
+    return (f"{within}/{len(done)} within +-{TOLERANCE:.0%} of the documented figure"
+            + (f" ({rest} not modelled)" if rest else ""))
+
+
 def text_table(rows: list[dict[str, Any]]) -> str:
     table = [list(HEADER)] + [_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    out = ["  ".join(c.ljust(w) if i in (0, 1, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+    out = ["  ".join(c.ljust(w) if i in _LEFT else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
            for line in table]
-    within = sum(abs(ratio(r) - 1) <= TOLERANCE for r in rows)
-    out.append(f"{within}/{len(rows)} within +-{TOLERANCE:.0%} of the documented figure")
+    out.append(within_line(rows))
     return "\n".join(out)
 
 
@@ -103,7 +129,7 @@ def _ratio_panel(ax: Any, ratios: list[float], colours: list[str]) -> None:
 
 
 def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: documented (seeds) vs predicted",
-              footer: str = "") -> bytes:
+              footer: str = "", documented: str = "documented (seed)") -> bytes:
     """The rows as a PNG (matplotlib, Agg, no display): paired GiB bars per footprint with each documented figure's
     +-10 % band shaded, and the predicted/documented ratio against the band. Raises ImportError without matplotlib."""
     import io
@@ -117,6 +143,7 @@ def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: docu
     if footer:
         footer = f"{footer} Chart: matplotlib {matplotlib.__version__}."
     lines = _footer_lines(footer)
+    rows = modelled(rows)
     width, height = chart_size(len(rows), footer)
     ratios = [ratio(r) for r in rows]
     colours = [_WITHIN if abs(q - 1) <= TOLERANCE else _OUTSIDE for q in ratios]
@@ -130,7 +157,7 @@ def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: docu
         _gib_panel(gib, rows, colours)
         _ratio_panel(rel, ratios, colours)
         band = f"±{TOLERANCE:.0%}"
-        fig.legend(handles=[Patch(color=_DOCUMENTED, label="documented (seed)"),
+        fig.legend(handles=[Patch(color=_DOCUMENTED, label=documented),
                             Patch(color=_WITHIN, label=f"predicted (nvidia-smi style), within {band}"),
                             Patch(color=_OUTSIDE, label=f"predicted, outside {band}"),
                             Patch(color=_BAND, label=f"documented {band} (band)")],
@@ -144,12 +171,20 @@ def png_chart(rows: list[dict[str, Any]], title: str = "GPU memory per GPU: docu
     return buf.getvalue()
 
 
+def _legend(title: str) -> str:
+    """The documented bars' legend entry of a report titled ``title``: ``documented (seed)`` for the seeds' table."""
+    return title.split(",")[0].replace("(seeds)", "(seed)")
+
+
 def chart_from_json(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Redraw the chart of a written report (its ``.json``: rows and versions) without tracing anything again; to
     ``out`` (default: the JSON's path with ``.png``), atomically."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     target = Path(out) if out is not None else Path(path).with_suffix(".png")
-    atomic_write_bytes(target, png_chart(data["rows"], footer=versions_line(data["versions"])), mode=0o644)
+    title = data.get("title", "documented (seeds)")
+    atomic_write_bytes(target, png_chart(data["rows"], title=f"GPU memory per GPU: {title} vs predicted",
+                                         footer=versions_line(data["versions"]), documented=_legend(title)),
+                       mode=0o644)
     return target
 
 
@@ -162,7 +197,7 @@ def versions_line(versions: dict[str, Any]) -> str:
 
 
 def write_report(rows: list[dict[str, Any]], out_dir: str | os.PathLike, details: list[dict[str, Any]],
-                 stem: str = "documented") -> list[Path]:
+                 stem: str = "documented", title: str = "documented (seeds)") -> list[Path]:
     """``<stem>.md``, ``<stem>.png`` and ``<stem>.json`` under ``out_dir`` (each written atomically, world-readable),
     each recording the versions that made it; the paths written. Without matplotlib no ``.png``: a note on stderr."""
     import sys
@@ -175,12 +210,13 @@ def write_report(rows: list[dict[str, Any]], out_dir: str | os.PathLike, details
     md, png, table = out / f"{stem}.md", out / f"{stem}.png", out / f"{stem}.json"
     atomic_write_bytes(md, (markdown_table(rows) + "\n\n" + footer + "\n").encode(), mode=0o644)
     try:
-        chart = png_chart(rows, footer=footer)
+        chart = png_chart(rows, title=f"GPU memory per GPU: {title} vs predicted", footer=footer,
+                          documented=_legend(title))
     except ImportError as err:
         chart = None
         print(f"note: {png} not written, the chart needs matplotlib ({err}): {CHART_EXTRA}", file=sys.stderr)
     if chart is not None:
         atomic_write_bytes(png, chart, mode=0o644)
-    data = json.dumps({"versions": versions, "rows": rows, "estimates": details}, indent=2) + "\n"
+    data = json.dumps({"versions": versions, "title": title, "rows": rows, "estimates": details}, indent=2) + "\n"
     atomic_write_bytes(table, data.encode(), mode=0o644)
     return [md, table] if chart is None else [md, png, table]

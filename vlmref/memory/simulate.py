@@ -41,6 +41,7 @@ import torch
 from ..models.info import kv_cache_bytes_per_token
 from .attention import eager_attention
 from .inputs import build_batch, encode_sample, sample_shape, scenario_tokenizer
+from .legacy import legacy_stack
 from .scenario import (
     CUBLAS_WORKSPACE_BYTES,
     CUDA_CONTEXT_BYTES,
@@ -182,7 +183,7 @@ def trace(scenario: MemoryScenario, tiny: bool = False, **config_overrides: Any)
         return fake_mode.fake_tensor_converter.from_real_tensor(fake_mode, real, make_constant=True)
 
     with _constant_limit(CONSTANT_NUMEL_LIMIT), _eager_masks(), eager_attention(scenario.attention == "eager"), \
-            fake_mode:
+            legacy_stack(model, scenario), fake_mode:
         fake = _fake_batch(batch, fake_mode, DTYPES[scenario.dtype])
         tracker.track_external(model, *batch_tensors(fake))
         loaded = sum(len(entries) for entries in tracker.trace.values())  # the model and batch, before the workload

@@ -29,6 +29,7 @@ from ..models.kv_cache import cache_output, output_cache
 # tensors (transformers.optimization makes some) in the traced peak of the first scenario of a process
 from ..training.optim import build_optimizer, build_scheduler
 from ..training.step import forward_with_accuracy, train_step
+from .legacy import keep_last_logits
 from .scenario import MemoryScenario
 from .setup import sft_arguments
 
@@ -106,7 +107,8 @@ def run_infer(model: Any, batch: dict[str, Any], scenario: MemoryScenario, on_ph
     device = input_ids.device
     import inspect
 
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    keep = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
+            and keep_last_logits(scenario) else {})
     with torch.no_grad():
         for step in range(scenario.new_tokens + 1):
             start = time.perf_counter()
@@ -116,7 +118,7 @@ def run_infer(model: Any, batch: dict[str, Any], scenario: MemoryScenario, on_ph
             inputs = model.prepare_inputs_for_generation(
                 input_ids, **cache_output(past), attention_mask=mask, use_cache=True, next_sequence_length=fresh,
                 is_first_iteration=step == 0, **extras)
-            out = model(**{**keep, **inputs})  # generate() keeps the last position's logits only
+            out = model(**{**keep, **inputs})  # generate() keeps the last position's logits only (not legacy)
             past = output_cache(out)
             del out
             rows = (input_ids.shape[0], 1)

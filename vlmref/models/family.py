@@ -33,7 +33,9 @@ from .model_types import MODELS, ModelMeta
 class FamilySpec:
     """One family's parts. ``image_processors`` map a media name to ``"module:Class"`` (an ``ImageProcessor`` whose
     ``from_options(options)`` builds it from the model type's ``media_options``); ``swift_attention`` is the attention
-    implementation ms-swift 2.2.0's documented runs used (memory predictions of the seeds' rows); ``golden_tokenizers``
+    implementation ms-swift 2.2.0's documented runs used (memory predictions of the seeds' rows); ``legacy_fp32_logits``:
+    the model code of those runs (transformers 4.4x's Llama/Mistral heads, the remote code) returned the output head's
+    logits as float32 (``vlmref memory --legacy_stack``); ``golden_tokenizers``
     name the tokenizer that pins a template no model type uses (``vlmref.testing.golden.template_tokenizer``)."""
 
     name: str
@@ -43,6 +45,7 @@ class FamilySpec:
     image_processors: Mapping[str, str] = field(default_factory=dict)
     arch_module: str | None = None
     swift_attention: str = "eager"
+    legacy_fp32_logits: bool = False
     golden_tokenizers: Mapping[str, tuple[str, Any]] = field(default_factory=dict)  # template -> (model type, spec)
     source: str = ""
 

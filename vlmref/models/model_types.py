@@ -9,6 +9,7 @@ best-practice guides ``docs/source/Multi-Modal/*.md`` (the documented footprints
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +31,23 @@ class Footprint:
     world_size: int = 1
     devices_per_process: int = 1
     deepspeed: Literal["zero2", "zero3"] | None = None
+
+
+@dataclass(frozen=True)
+class MemoryAnchor:
+    """A GPU-memory figure measured outside the seeds for the same model (``vlmref memory --anchors``): ``gpus`` x
+    ``gb_per_gpu`` on ``gpu_kind``, from ``source`` (``quote`` is its wording), for the run ``scenario`` describes as
+    ``MemoryScenario`` fields over the seeds' sample (``vlmref.memory.anchors``). ``not_modelled``: why vlmref has no
+    prediction for it (the row is listed without one)."""
+
+    name: str
+    gb_per_gpu: float
+    gpus: int
+    gpu_kind: str
+    source: str
+    quote: str
+    scenario: Mapping[str, Any] = field(default_factory=dict)
+    not_modelled: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,7 @@ class ModelMeta:
     gradient_checkpointing: bool = True
     media_options: dict[str, Any] = field(default_factory=dict)
     footprints: tuple[Footprint, ...] = ()
+    anchors: tuple[MemoryAnchor, ...] = ()
     notes: str = ""
 
 

@@ -40,4 +40,5 @@ FAMILY = register_family(FamilySpec(
     image_processors={"cogvlm": "vlmref.models.cogvlm.processing:CogVLMImageProcessor"},
     arch_module="vlmref.models.cogvlm.arch",
     swift_attention="sdpa",
+    legacy_fp32_logits=True,  # the remote modeling_cogvlm.py: logits = logits.float()
 ))

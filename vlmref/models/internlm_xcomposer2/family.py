@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..family import FamilySpec, register_family
-from ..model_types import A10_CLASS, ANY_IMAGES, Footprint, ModelMeta, ModelType, TokenizerSpec
+from ..model_types import A10_CLASS, ANY_IMAGES, Footprint, MemoryAnchor, ModelMeta, ModelType, TokenizerSpec
 from .media import XCOMPOSER2_IMAGE_TOKENS, SwiftXComposer2Media, XComposer2_5Media, XComposer2Media
 from .template import SWIFT_XCOMPOSER2, XCOMPOSER2, XCOMPOSER2_5
 
@@ -29,6 +29,13 @@ MODEL_TYPES = (
             Footprint("infer", 21, 1, A10_CLASS, "single GPU", "internlm-xcomposer2.md"),
             Footprint("lora", 21, 1, A10_CLASS, "single GPU", "internlm-xcomposer2.md, --dataset coco-en-mini"),
         ),
+        anchors=(
+            MemoryAnchor("swift-script/lora", 21, 1, "V100/A10/3090",
+                         "ms-swift v2.2.0 examples/pytorch/llm/scripts/internlm_xcomposer2_7b_chat/lora/sft.sh",
+                         "Experimental environment: V100, A10, 3090 / 21GB GPU memory (--lora_target_modules DEFAULT, "
+                         "--use_flash_attn false, coco-en-mini)",
+                         {"mode": "sft"}),
+        ),
         notes="config.json img_size 224 -> 16x16 = 256 image tokens (InternLM/InternLM-XComposer#492, finetune README)",
         **_XCOMPOSER,
     ),
@@ -51,4 +58,5 @@ FAMILY = register_family(FamilySpec(
                       "xcomposer2_5": "vlmref.models.internlm_xcomposer2.processing:XComposer2_5ImageProcessor"},
     arch_module="vlmref.models.internlm_xcomposer2.arch",
     swift_attention="eager",
+    legacy_fp32_logits=True,  # the remote modeling_internlm_xcomposer2.py: logits = logits.float()
 ))

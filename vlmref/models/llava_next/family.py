@@ -98,4 +98,5 @@ FAMILY = register_family(FamilySpec(
     media_steps={"llava_next": LlavaNextMedia},
     image_processors={"llava_next": "vlmref.models.llava_next.processing:LlavaNextImageProcessor"},
     arch_module="vlmref.models.llava_next.arch",
+    legacy_fp32_logits=True,  # transformers 4.4x MistralForCausalLM / LlamaForCausalLM: logits = logits.float()
 ))
