@@ -122,7 +122,8 @@ def test_dataclasses_share_the_scenario_fields_in_one_group() -> None:
     scenario = [f.name for f in dataclasses.fields(ScenarioArguments)]
     for dtype, own_first, own_last in [
         (MemoryArguments, ["documented", "anchors", "only", "out_dir", "stem", "chart_from", "out", "json", "tiny"], []),
-        (BenchArguments, ["documented", "only", "device", "tiny", "steps", "out"],
+        (BenchArguments, ["documented", "only", "device", "tiny", "steps", "out", "out_dir", "predict",
+                          "snapshot_entries"],
          ["compare", "compare_documented", "tolerance", "allow_missing"]),
     ]:
         assert issubclass(dtype, ScenarioArguments)

@@ -27,11 +27,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def package_version(name: str) -> str | None:
-    """The installed distribution's version, None when it is not installed."""
+    """The installed distribution's version; without its metadata (a plain checkout on ``PYTHONPATH``, a broken
+    install) the ``__version__`` of the module when it is already imported (nothing is imported for it); else None."""
     try:
         return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    except Exception:  # noqa: BLE001 - PackageNotFoundError, or unreadable metadata: never fail a record for it
+        pass
+    version = getattr(sys.modules.get(name), "__version__", None)
+    return str(version) if version is not None else None
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
@@ -103,4 +106,5 @@ def environment() -> dict[str, Any]:
     env.update(_torch_info())
     env["driver"] = driver_version()
     env["variables"] = {k: os.environ[k] for k in VARIABLES if k in os.environ}
+    env["vlmref_source"] = str(Path(__file__).resolve().parent.parent)  # the checkout or install it ran from
     return env

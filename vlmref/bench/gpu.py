@@ -21,14 +21,16 @@ import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..memory.scenario import MemoryScenario
 
 GIB = 1 << 30
 MODULE = "vlmref.cli.bench"
-CUDA_MEASURE = ("torch.cuda.max_memory_allocated / max_memory_reserved per device since reset_peak_memory_stats; "
-                "nvidia_smi = mem_get_info total - free after the workload (CUDA context and other processes included)")
+CUDA_MEASURE = ("torch.cuda.max_memory_allocated / max_memory_reserved per device since reset_peak_memory_stats "
+                "(after gc, the cuBLAS workspaces and empty_cache released); nvidia_smi = mem_get_info total - free "
+                "after the workload (CUDA context and other processes included)")
 CPU_MEASURE = ("reserved = peak RSS above the RSS before the scenario (VmHWM after /proc/self/clear_refs); "
                "allocated = PeakTracker (torch MemTracker) tensor peak over the workload (single process only)")
 
@@ -139,22 +141,26 @@ def _ensure_process_group(cuda: bool) -> None:
 
 
 def _place_model(s: MemoryScenario, tiny: bool, cuda_devices: list[int]) -> tuple[Any, Any]:
-    """(model, device of its inputs)."""
+    """(model, device of its inputs): built on meta, given empty storage on its device(s), fast-initialised there
+    (``bench.build``), then prepared; over several GPUs split as ``from_pretrained(device_map='auto')`` does
+    (accelerate's balanced map of the meta model, each tensor made on its GPU, then ``dispatch_model``'s hooks)."""
     import torch
 
-    from ..memory.setup import build_model, device_map_for
+    from ..memory.setup import device_map_for, prepare
+    from .build import build_meta, device_lookup, fast_init_, materialize
 
-    if not cuda_devices:
-        return build_model(s, device="cpu", tiny=tiny), torch.device("cpu")
-    if len(cuda_devices) == 1:
-        return build_model(s, device=f"cuda:{cuda_devices[0]}", tiny=tiny), torch.device(f"cuda:{cuda_devices[0]}")
+    model = build_meta(s, tiny)
+    if len(cuda_devices) <= 1:
+        device = torch.device(f"cuda:{cuda_devices[0]}" if cuda_devices else "cpu")
+        fast_init_(materialize(model, device))
+        return prepare(model, s), device
     from accelerate import dispatch_model
 
-    # random init on CPU, then split as from_pretrained(device_map='auto') does (balanced over the process's GPUs)
-    model = build_model(s, device="cpu", tiny=tiny)
     total = torch.cuda.mem_get_info(cuda_devices[0])[1]
     local = device_map_for(model, len(cuda_devices), total)
     device_map = {name: cuda_devices[int(d)] for name, d in local.items()}
+    fast_init_(materialize(model, device_lookup(device_map)))
+    model = prepare(model, s)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dispatch_model(base, device_map=device_map)
     return model, torch.device(f"cuda:{cuda_devices[0]}")
@@ -207,8 +213,10 @@ def throughput(all_stats: list[Any]) -> tuple[float | None, float | None]:
 
 
 def measure(s: MemoryScenario, device: str, tiny: bool = False, steps: int | None = None,
-            rank: int = 0, local_rank: int = 0, world_size: int = 1) -> dict[str, Any]:
-    """Run ``s`` once in this process and return the measured fields of a result record (raises on OOM)."""
+            rank: int = 0, local_rank: int = 0, world_size: int = 1, recorder: Any = None) -> dict[str, Any]:
+    """Run ``s`` once in this process and return the measured fields of a result record (raises on OOM);
+    ``recorder`` (CUDA: a ``snapshot.SnapshotRecorder``) starts right after the peak statistics are reset, before the
+    model is built; the caller stops it."""
     import torch
 
     from ..memory.attention import eager_attention
@@ -225,8 +233,11 @@ def measure(s: MemoryScenario, device: str, tiny: bool = False, steps: int | Non
     sft_steps = steps or STEPS
     if cuda:
         torch.cuda.set_device(cuda_devices[0])
+        _clear_cuda()
         for i in range(torch.cuda.device_count()):
             torch.cuda.reset_peak_memory_stats(i)
+        if recorder is not None:
+            recorder.start()
     else:
         probe = RssProbe().start()
     if distributed:
@@ -294,6 +305,19 @@ def measure(s: MemoryScenario, device: str, tiny: bool = False, steps: int | Non
             "steps": [len(st.steps) for st in all_stats]}
 
 
+def _clear_cuda() -> None:
+    """Start a scenario from an empty allocator, as a fresh process would: unreferenced tensors collected, the cuBLAS
+    workspaces (kept per handle and stream; the scenario's first GEMM allocates them again) and the cached segments
+    released."""
+    import torch
+
+    gc.collect()
+    clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear_workspaces is not None:
+        clear_workspaces()
+    torch.cuda.empty_cache()
+
+
 def _release(cuda: bool) -> None:
     gc.collect()
     if cuda:
@@ -316,8 +340,70 @@ def _merge_ranks(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class RunExtras:
+    """What a run adds to each record it measures: ``predictor`` (a ``predict.Predictor``: the record's
+    ``predicted``), ``out_dir`` (CUDA, one process: the allocator snapshot ``<out_dir>/<key>.snapshot.json`` and its
+    replay next to the measurement; on CPU the record says why there is none)."""
+
+    predictor: Any = None
+    out_dir: Path | None = None
+    snapshot_entries: int = 3_000_000
+
+
+def _skip(item: BenchItem, device: str, documented: bool, tiny: bool) -> str | None:
+    import torch
+
+    from ..training.dist import get_dist_setting
+
+    dist = get_dist_setting()
+    reason = skip_reason(item.scenario, device, dist.world_size, dist.local_rank,
+                         torch.cuda.device_count() if device == "cuda" else 0)
+    if reason is not None and item.scenario.world_size > 1 and item.scenario.world_size != dist.world_size:
+        reason += f"; e.g. {torchrun_command(item, documented, device, tiny)}"
+    return reason
+
+
+def _recorder(item: BenchItem, device: str, extras: RunExtras | None) -> tuple[Any, dict[str, Any] | None]:
+    """(the scenario's ``SnapshotRecorder`` or None, the record's ``snapshot`` field so far)."""
+    if extras is None or extras.out_dir is None:
+        return None, None
+    if device != "cuda":
+        return None, {"file": None, "reason": f"no allocator snapshot on {device}: torch.cuda.memory._snapshot() "
+                                              "records the CUDA caching allocator only"}
+    if item.scenario.world_size > 1:
+        return None, {"file": None, "reason": "no allocator snapshot under torchrun (world_size > 1)"}
+    from .snapshot import SnapshotRecorder
+
+    return SnapshotRecorder(extras.snapshot_entries), {"file": None, "reason": None}
+
+
+def _save_snapshot(record: dict[str, Any], item: BenchItem, recorder: Any, out_dir: Path) -> None:
+    """Write the recorder's snapshot as JSON and put its replay next to the measurement (failures: a reason)."""
+    from .snapshot import attach_replay, replay_fields, snapshot_filename, write_snapshot
+
+    snap = record["snapshot"]
+    if recorder.error or recorder.raw is None:
+        snap["reason"] = recorder.error or "no snapshot taken"
+        return
+    start = time.perf_counter()
+    try:
+        doc = recorder.document({"key": item.key, "scenario": item.scenario.to_dict(), "status": record["status"]})
+        recorder.raw = None  # a long history is large: keep one copy at a time
+        path = write_snapshot(out_dir / snapshot_filename(item.key), doc)
+        snap.update(file=path.name, entries=doc["vlmref"]["recorded_entries"],
+                    preamble_entries=doc["vlmref"]["preamble_entries"])
+        del doc
+        replay = replay_fields(path)
+        attach_replay(record, replay)
+        snap["reason"] = replay.get("reason")
+    except Exception as err:  # noqa: BLE001 - the measurement stays, with the reason its snapshot is missing
+        snap["reason"] = f"snapshot failed: {type(err).__name__}: {err}"
+    snap["seconds"] = round(time.perf_counter() - start, 2)
+
+
 def run_item(item: BenchItem, device: str, tiny: bool = False, steps: int | None = None,
-             documented: bool = False) -> dict[str, Any]:
+             documented: bool = False, extras: RunExtras | None = None) -> dict[str, Any]:
     """One result record; OOM and other failures become ``status`` "oom" / "error" with the message."""
     import torch
 
@@ -328,16 +414,20 @@ def run_item(item: BenchItem, device: str, tiny: bool = False, steps: int | None
     record: dict[str, Any] = {"key": item.key, "scenario": item.scenario.to_dict(), "status": "ok", "per_device": {},
                               "peak_reserved_gib": None, "peak_allocated_gib": None, "tokens_per_second": None,
                               "samples_per_second": None, "documented_gib": item.documented_gib, "message": None}
-    reason = skip_reason(item.scenario, device, dist.world_size, dist.local_rank,
-                         torch.cuda.device_count() if cuda else 0)
+    predictor = extras.predictor if extras is not None else None
+    if predictor is not None:
+        record["predicted"] = None
+    reason = _skip(item, device, documented, tiny)
     if reason is not None:
-        if item.scenario.world_size > 1 and item.scenario.world_size != dist.world_size:
-            reason += f"; e.g. {torchrun_command(item, documented, device, tiny)}"
         record.update(status="skipped", message=reason)
         return record
+    recorder, snapshot = _recorder(item, device, extras)
+    if snapshot is not None:
+        record.update(snapshot=snapshot, replay_peak_reserved_gib=None, replay_segments_match=None)
     start = time.perf_counter()
     try:
-        record.update(measure(item.scenario, device, tiny, steps, dist.rank, dist.local_rank, dist.world_size))
+        record.update(measure(item.scenario, device, tiny, steps, dist.rank, dist.local_rank, dist.world_size,
+                              recorder=recorder))
     except torch.cuda.OutOfMemoryError as err:
         record.update(status="oom", message=f"CUDA out of memory: {str(err).splitlines()[0]}")
     except MemoryError as err:
@@ -345,28 +435,60 @@ def run_item(item: BenchItem, device: str, tiny: bool = False, steps: int | None
     except Exception as err:  # noqa: BLE001 - one failing scenario must not lose the others' results
         record.update(status="error", message=f"{type(err).__name__}: {err}")
     finally:
+        if recorder is not None:
+            recorder.stop()
         _release(cuda)
     record["wall_seconds"] = round(time.perf_counter() - start, 2)
+    if recorder is not None:
+        _save_snapshot(record, item, recorder, extras.out_dir)
     if item.scenario.world_size > 1:
         record = _merge_ranks(all_gather_object(record))
+    if predictor is not None and dist.is_master:
+        record["predicted"] = predictor.get(item.key, item.scenario)
     return record
 
 
+def _summary(rec: dict[str, Any]) -> list[str]:
+    """The log lines of one finished record."""
+    lines = []
+    if rec["status"] == "ok":
+        tps = "-" if rec["tokens_per_second"] is None else f"{rec['tokens_per_second']:.1f}"
+        lines.append(f"    ok: {rec['peak_reserved_gib']:.3f} GiB reserved (peak over devices), {tps} tokens/s, "
+                     f"{rec['wall_seconds']} s")
+    else:
+        msg = rec["message"] or ""
+        lines.append(f"    {msg}" if msg.startswith(rec["status"]) else f"    {rec['status']}: {msg}")
+    pred = rec.get("predicted")
+    if pred:
+        lines.append(f"    predicted: {pred['reserved_gib']:.3f} GiB reserved, {pred['nvidia_smi_gib']:.3f} GiB "
+                     f"nvidia-smi" if pred.get("error") is None else f"    prediction failed: {pred['error']}")
+    snap = rec.get("snapshot")
+    if snap and snap.get("file"):
+        replay = rec.get("replay_peak_reserved_gib")
+        match = {True: "segments match", False: "segments differ", None: "no segments to compare"}[
+            rec.get("replay_segments_match")]
+        lines.append(f"    snapshot {snap['file']}: " + (f"replay {replay:.3f} GiB reserved ({match})"
+                                                         if replay is not None else str(snap.get("reason"))))
+    return lines
+
+
 def run_items(items: list[BenchItem], device: str, tiny: bool = False, steps: int | None = None,
-              documented: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Every item in order, logging one line each."""
+              documented: bool = False, log: Callable[[str], None] = print,
+              extras: RunExtras | None = None) -> list[dict[str, Any]]:
+    """Every item in order, logging a few lines each; with a background predictor every prediction is queued first."""
+    from ..training.dist import get_dist_setting
+
+    predictor = extras.predictor if extras is not None else None
+    if predictor is not None and get_dist_setting().is_master:
+        for item in items:
+            if _skip(item, device, documented, tiny) is None:
+                predictor.submit(item.key, item.scenario)
     results = []
     for i, item in enumerate(items, 1):
         label = item.scenario.label()
         log(f"[{i}/{len(items)}] {item.key}" + ("" if label == item.key else f": {label}"))
-        rec = run_item(item, device, tiny, steps, documented)
-        if rec["status"] == "ok":
-            tps = "-" if rec["tokens_per_second"] is None else f"{rec['tokens_per_second']:.1f}"
-            log(f"    ok: {rec['peak_reserved_gib']:.3f} GiB reserved (peak over devices), {tps} tokens/s, "
-                f"{rec['wall_seconds']} s")
-        else:
-            msg = rec["message"] or ""
-            log(f"    {msg}" if msg.startswith(rec["status"]) else f"    {rec['status']}: {msg}")
+        rec = run_item(item, device, tiny, steps, documented, extras)
+        for line in _summary(rec):
+            log(line)
         results.append(rec)
     return results
-

@@ -3,6 +3,8 @@
 ::
 
     vlmref bench --documented --out bench.json                       # the 16 seed footprints (CUDA)
+    PYTHONPATH=. python -m vlmref bench --documented --out_dir bench-results   # one GPU, from a plain checkout:
+        # measured vs predicted vs documented (bench.md), each scenario's allocator snapshot and its replay
     vlmref bench --model_type qwen-vl-chat --mode sft --text_tokens 64 --out qwen.json
     vlmref bench --documented --device cpu --tiny --out smoke.json   # the same code path, tiny models on CPU
     torchrun --nproc_per_node 4 -m vlmref.cli.bench --documented --only llava1d6-mistral-7b-instruct/full/4gpu \\
@@ -46,6 +48,15 @@ class _BenchFlags:
     steps: int | None = arg(None, "sft: optimizer steps (None: 2; >= 2: the peak is in step 2); infer: repetitions of "
                                   "the generation (None: 1; tokens/s from the later ones)")
     out: str | None = arg(None, "results JSON (schema vlmref-bench/1), written atomically; None: not saved")
+    out_dir: str | None = arg(None, "a results folder: bench.json, bench.md (measured vs predicted vs documented), "
+                                    "environment.json and, on CUDA, each scenario's allocator snapshot "
+                                    "<key>.snapshot.json (JSON, no stack frames) replayed by vlmref memory replay",
+                              metavar="DIR")
+    predict: bool | None = arg(None, "next to each measurement, vlmref memory's prediction of the same scenario "
+                                     "(vlmref.memory.simulate, on CPU; in a worker process while CUDA measures); "
+                                     "None: on with --documented")
+    snapshot_entries: int = arg(3_000_000, "--out_dir on CUDA: the allocator history entries kept per scenario "
+                                           "(torch.cuda.memory._record_memory_history max_entries)")
 
 
 @dataclass
@@ -105,16 +116,25 @@ def _gate(args: BenchArguments, result_path: str | None) -> int:
 def _results_table(results: list[dict[str, Any]]) -> str:
     from ..bench.gate import text_table
 
+    def f(v: Any, spec: str = ".3f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    predicted = any("predicted" in r for r in results)
+    replayed = any("snapshot" in r for r in results)
     head = ["key", "status", "reserved GiB", "allocated GiB", "max nvidia-smi GiB", "documented", "tokens/s"]
+    head += ["predicted reserved", "predicted nvidia-smi"] if predicted else []
+    head += ["replay reserved"] if replayed else []
     rows = []
     for r in results:
         smi = [d.get("nvidia_smi_gib") for d in r["per_device"].values() if d.get("nvidia_smi_gib") is not None]
-
-        def f(v: Any, spec: str = ".3f") -> str:
-            return "-" if v is None else format(v, spec)
-
-        rows.append([r["key"], r["status"], f(r["peak_reserved_gib"]), f(r["peak_allocated_gib"]),
-                     f(max(smi) if smi else None), f(r["documented_gib"], "g"), f(r["tokens_per_second"], ".1f")])
+        row = [r["key"], r["status"], f(r["peak_reserved_gib"]), f(r["peak_allocated_gib"]),
+               f(max(smi) if smi else None), f(r["documented_gib"], "g"), f(r["tokens_per_second"], ".1f")]
+        if predicted:
+            pred = r.get("predicted") or {}
+            row += [f(pred.get("reserved_gib")), f(pred.get("nvidia_smi_gib"))]
+        if replayed:
+            row.append(f(r.get("replay_peak_reserved_gib")))
+        rows.append(row)
     return "\n".join(text_table(head, rows))
 
 
@@ -139,6 +159,9 @@ def run(args: BenchArguments, result_path: str | None = None) -> int:
     if args.steps is not None and args.steps < 1:
         print("error: --steps must be >= 1", file=sys.stderr)
         return 2
+    if args.snapshot_entries < 1:
+        print("error: --snapshot_entries must be >= 1", file=sys.stderr)
+        return 2
     from ..bench.gpu import BenchItem, documented_items
     from ..memory.scenario import ScenarioError
 
@@ -154,19 +177,29 @@ def run(args: BenchArguments, result_path: str | None = None) -> int:
     if args.steps is not None and args.steps < 2 and any(i.scenario.mode == "sft" for i in items):
         print("error: sft needs --steps >= 2 (the optimizer states are live from the second step on)", file=sys.stderr)
         return 2
+    out_dir = None
+    if args.out_dir is not None:
+        from ..bench.results import OutDirError, prepare_out_dir
+
+        try:
+            out_dir = prepare_out_dir(args.out_dir)
+        except OutDirError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     import torch
 
     device = args.device or "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         print(NO_CUDA, file=sys.stderr)
         return 2
-    return _run(items, args, device)
+    return _run(items, args, device, out_dir)
 
 
-def _run(items: list[Any], args: BenchArguments, device: str) -> int:
+def _run(items: list[Any], args: BenchArguments, device: str, out_dir: Any = None) -> int:
     from ..bench import new_artifact, write_json_atomic
     from ..bench.env import environment
-    from ..bench.gpu import run_items
+    from ..bench.gpu import RunExtras, run_items
+    from ..bench.predict import Predictor
     from ..training.dist import get_dist_setting
 
     master = get_dist_setting().is_master
@@ -175,15 +208,31 @@ def _run(items: list[Any], args: BenchArguments, device: str) -> int:
         if master:
             print(message, flush=True)
 
-    results = run_items(items, device, tiny=args.tiny, steps=args.steps, documented=args.documented, log=log)
+    predict = args.documented if args.predict is None else args.predict
+    # on CUDA the predictions run beside the measurements, in a worker process that sees no GPU
+    predictor = Predictor(tiny=args.tiny, background=device == "cuda") if predict else None
+    extras = RunExtras(predictor=predictor, out_dir=out_dir, snapshot_entries=args.snapshot_entries)
+    try:
+        results = run_items(items, device, tiny=args.tiny, steps=args.steps, documented=args.documented, log=log,
+                            extras=extras)
+    finally:
+        if predictor is not None:
+            predictor.close()
     if not master:
         return 0
     artifact = new_artifact(environment(), results, device=device, tiny=args.tiny)
     print(_results_table(results))
     if args.out:
         print(f"results written to {write_json_atomic(args.out, artifact)}")
-    else:
-        print("(no --out: results not saved)")
+    if out_dir is not None:
+        from ..bench.results import write_out_dir
+
+        written = write_out_dir(out_dir, artifact)
+        snapshots = sum(1 for r in results if (r.get("snapshot") or {}).get("file"))
+        print(f"results folder {out_dir}: {', '.join(p.name for p in written)}"
+              + (f" and {snapshots} allocator snapshot(s)" if snapshots else ""))
+    if not args.out and out_dir is None:
+        print("(no --out or --out_dir: results not saved)")
     errors = [r["key"] for r in results if r["status"] == "error"]
     if errors:
         print(f"error: {len(errors)} scenario(s) failed: {', '.join(errors)}", file=sys.stderr)
