@@ -116,7 +116,7 @@ def _is_boolean(action: argparse.Action) -> bool:
 REQUIRED = {
     "sft": [], "infer": [], "export": [], "check-data": ["--model_type", "qwen-vl-chat", "--dataset", "d.jsonl"],
     "model-info": ["--model_type", "qwen-vl-chat"], "create-tiny": ["--model_type", "qwen-vl-chat", "--out", "o"],
-    "memory": [], "bench": [], "demo": [],
+    "memory": [], "bench": [], "demo": [], "conform": ["--adapter", "m:f"],
 }
 
 

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_dataclass(RenderArguments)
     r.set_defaults(func=_cmd_render)
 
-    from . import bench, check_data, export, infer, memory, sft
+    from . import bench, check_data, conform, export, infer, memory, sft
     from .models import add_parsers as add_model_parsers
 
     sft.add_parser(sub)
@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_parsers(sub)
     memory.add_parser(sub)
     bench.add_parser(sub)
+    conform.add_parser(sub)
 
     d = sub.add_parser("demo", help="tiny-model LoRA sft -> merge -> infer on the bundled sample (--templates: render)")
     d.add_dataclass(DemoArguments)
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_or_report(build_parser(), argv)
         if args is None:
             return 2
-        if getattr(args, "model_type", None) is not None and args.model_type not in MODELS:
+        if isinstance(getattr(args, "model_type", None), str) and args.model_type not in MODELS:
             print(f"error: unknown model_type {args.model_type!r}; known: {', '.join(MODELS.names())}",
                   file=sys.stderr)
             return 2
