@@ -107,6 +107,8 @@ def test_without_tqdm_there_is_no_bar_and_messages_still_print(monkeypatch, caps
 # ---- memory --documented -------------------------------------------------------------------------------------------
 class _FakeEstimate:
     predicted_gib, peak_allocated_gib, peak_reserved_gib, peak_phase, seconds = 20.0, 18.5, 18.8, "backward", 24.0
+    per_device = {"cuda:0": {"allocated": int(18.5 * 2**30), "reserved": int(18.8 * 2**30), "cuda_context": 500 << 20,
+                             "nccl": 0, "nvidia_smi": int(20.0 * 2**30)}}
 
     def to_dict(self) -> dict:
         return {"predicted_gib": self.predicted_gib}
