@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..models.model_types import MODELS, MemoryAnchor
-from .documented import infer_scenario, sft_scenario
+from .documented import infer_scenario, select_keyed, sft_scenario
 from .scenario import MemoryScenario, ScenarioError
 
 
@@ -74,10 +74,4 @@ ANCHORS: tuple[AnchorRow, ...] = _build()
 
 def select_anchors(only: Iterable[str] | None = None) -> list[AnchorRow]:
     """The anchors in table order; ``only``: just these keys (an unknown key is a ``KeyError``)."""
-    if not only:
-        return list(ANCHORS)
-    wanted = set(only)
-    unknown = sorted(wanted - {a.key for a in ANCHORS})
-    if unknown:
-        raise KeyError(f"unknown anchor key(s) {unknown}; known: {', '.join(a.key for a in ANCHORS)}")
-    return [a for a in ANCHORS if a.key in wanted]
+    return select_keyed(ANCHORS, only, "anchor")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..models.family import family_of
 from ..models.model_types import MODELS, Footprint
@@ -103,12 +104,19 @@ def documented_for(model_type: str) -> list[DocumentedFootprint]:
     return [d for d in DOCUMENTED if d.model_type == canonical]
 
 
+def select_keyed(rows: Iterable[Any], only: Iterable[str] | None, what: str) -> list[Any]:
+    """``rows`` (each with a ``key``) in order; ``only``: just these keys (an unknown key is a ``KeyError`` naming
+    the known ones, as "unknown <what> key(s)")."""
+    rows = list(rows)
+    if not only:
+        return rows
+    wanted = set(only)
+    unknown = sorted(wanted - {r.key for r in rows})
+    if unknown:
+        raise KeyError(f"unknown {what} key(s) {unknown}; known: {', '.join(r.key for r in rows)}")
+    return [r for r in rows if r.key in wanted]
+
+
 def select_documented(only: Iterable[str] | None = None) -> list[DocumentedFootprint]:
     """The documented footprints, in table order; ``only``: just these keys (an unknown key is a ``KeyError``)."""
-    if not only:
-        return list(DOCUMENTED)
-    wanted = set(only)
-    unknown = sorted(wanted - {d.key for d in DOCUMENTED})
-    if unknown:
-        raise KeyError(f"unknown documented key(s) {unknown}; known: {', '.join(d.key for d in DOCUMENTED)}")
-    return [d for d in DOCUMENTED if d.key in wanted]
+    return select_keyed(DOCUMENTED, only, "documented")
