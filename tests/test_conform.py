@@ -132,3 +132,23 @@ def test_pytest_plugin_turns_the_cases_into_tests(tmp_path) -> None:
     none = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], capture_output=True,
                           text=True, cwd=tmp_path, env=env, timeout=600)
     assert none.returncode == 5  # no option, no tests: the plugin adds nothing
+
+
+@needs_tokenizers
+@pytest.mark.parametrize("worker", [False, True])
+def test_an_adapter_without_truncation_gets_those_cases_skipped(worker: bool, tmp_path) -> None:
+    extra = ["--adapter_python", sys.executable] if worker else []
+    done = _conform("--adapter", "example_adapters:without_truncation", "--adapter_path", str(ADAPTERS), *extra,
+                    "--json", str(tmp_path / "c.json"))
+    assert done.returncode == 0, done.stdout[-2000:]
+    (model,) = json.loads((tmp_path / "c.json").read_text())["models"]
+    assert model["skipped"] > 0 and model["differ"] == 0 and model["equal"] + model["skipped"] == model["cases"]
+
+
+def test_inline_image_markup_gets_absolute_paths_too() -> None:
+    from vlmref.conform.cases import GOLDEN, cases_for
+
+    inline = [c for c in cases_for("internlm-xcomposer2-7b-chat") if "<img>images/" in json.dumps(c.example)]
+    assert inline, "the XComposer2 oracle samples have inline <img>path</img> images"
+    text = json.dumps(inline[0].adapter_example())
+    assert "<img>images/" not in text and f"<img>{(GOLDEN / 'images').resolve()}" in text

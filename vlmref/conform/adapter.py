@@ -13,7 +13,8 @@ The callable (or the object it is an attribute of, when ``module:object`` has an
 * ``image_placement``: ``"expanded"`` (one id per image position, as the model consumes them), ``"placeholder"`` (one
   id per image that the model expands), or ``"any"`` (absent); the comparison collapses each image run either way;
 * ``image_token_ids``: extra ids that mark image positions (besides the ids vlmref's reference uses there);
-* ``name`` and ``version``: shown in the report.
+* ``name`` and ``version``: shown in the report;
+* ``supports_truncation``: False skips the cases with ``max_length`` (reported as skipped).
 
 >>> def encode(model_type, example, **options):
 ...     return {"input_ids": [1, 2], "labels": [-100, 2]}
@@ -51,6 +52,7 @@ class Adapter:
     image_token_ids: tuple[int, ...] = ()
     name: str = ""
     version: str = ""
+    supports_truncation: bool = True
     closer: Callable[[], None] | None = field(default=None, repr=False)
 
     def covers(self, model_type: str) -> bool:
@@ -77,7 +79,8 @@ def _declared(obj: Any, target: str) -> dict[str, Any]:
     ids = getattr(obj, "image_token_ids", None) or ()
     return {"model_types": model_types, "image_placement": placement,
             "image_token_ids": tuple(int(i) for i in ids), "name": str(getattr(obj, "name", "") or target),
-            "version": str(getattr(obj, "version", "") or "")}
+            "version": str(getattr(obj, "version", "") or ""),
+            "supports_truncation": bool(getattr(obj, "supports_truncation", True))}
 
 
 def adapter_from(obj: Any, target: str) -> Adapter:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from ..models.model_types import MODELS
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
+INLINE_IMAGE = re.compile(r"<img>(.*?)</img>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,27 @@ class ConformCase:
         return f"{self.model_type}/{self.source}/{self.name}"
 
     def adapter_example(self, golden: Path = GOLDEN) -> dict[str, Any]:
-        """The example as an adapter gets it: images as absolute file paths."""
+        """The example as an adapter gets it: images as absolute file paths, in ``images`` and in inline
+        ``<img>path</img>`` markup of the text (Qwen-VL, InternLM-XComposer2) alike."""
         example = copy.deepcopy(self.example)
+
+        def absolute(path: Any) -> Any:
+            if isinstance(path, str) and path and not Path(path).is_absolute() and (golden / path).exists():
+                return str((golden / path).resolve())
+            return path
+
+        def inline(text: Any) -> Any:
+            if not isinstance(text, str):
+                return text
+            return INLINE_IMAGE.sub(lambda m: f"<img>{absolute(m.group(1))}</img>", text)
+
         if example.get("images"):
-            example["images"] = [str((golden / m).resolve()) if isinstance(m, str) and not Path(m).is_absolute()
-                                 else m for m in example["images"]]
+            example["images"] = [absolute(m) for m in example["images"]]
+        for key in ("query", "response", "system"):
+            if key in example:
+                example[key] = inline(example[key])
+        if example.get("history"):
+            example["history"] = [[inline(q), inline(r)] for q, r in example["history"]]
         return example
 
 

@@ -90,7 +90,7 @@ def json_report(run: dict[str, Any]) -> dict[str, Any]:
                         "differences": [{"case": x.case.case_id, "field": x.field, "index": x.index, "kind": x.kind,
                                          "explanation": list(x.explanation) if x.explanation else None}
                                         for x in r.results if x.status == "differ"],
-                        "skipped": [{"case": x.case.case_id, "reason": x.note}
+                        "skipped_cases": [{"case": x.case.case_id, "reason": x.note}
                                     for x in r.results if x.status == "skipped"]}
                        for r in run["reports"]]}
 

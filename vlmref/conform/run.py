@@ -113,13 +113,17 @@ def _explain(reference: Reference, official: TemplateMeta, case: ConformCase, go
     for size in range(0, len(candidates) + 1):
         for subset in combinations(candidates, size):
             meta = apply_deviations(official, subset) if subset else official
-            if first_difference(normalise(reference.encode(meta, case), marks), got) is None:
+            expected = normalise(reference.encode(meta, case), marks)
+            if first_difference(expected, got) is None:
+                both = (f" (both refuse the case, with different errors maybe: vlmref: {expected.error}; adapter: "
+                        f"{got.error})" if got.error is not None else "")
                 if profile == OFFICIAL:
                     return (tuple(d.id for d in subset),
-                            "ms-swift 2.2.0's behaviour: " + "; ".join(str(d) for d in subset))
+                            "ms-swift 2.2.0's behaviour: " + "; ".join(str(d) for d in subset) + both)
                 missing = [d for d in candidates if d not in subset]
                 return (tuple(d.id for d in missing) or ("official",),
-                        "the official format where ms-swift 2.2.0 differs: " + "; ".join(str(d) for d in missing))
+                        "the official format where ms-swift 2.2.0 differs: " + "; ".join(str(d) for d in missing)
+                        + both)
     return None, ""
 
 
@@ -141,7 +145,7 @@ class ModelContext:
 def compare_case(context: ModelContext, case: ConformCase, explain: bool = True) -> CaseResult:
     """One case through the adapter and the reference: equal, differ (where, why, the aligned view) or skipped."""
     adapter = context.adapter
-    if case.options and not getattr(adapter, "supports_truncation", True):
+    if case.options and not adapter.supports_truncation:
         return CaseResult(case, "skipped", note="the adapter does not take max_length")
     ref_raw = context.reference.encode(context.meta, case)
     marks = context.marks

@@ -50,7 +50,8 @@ def main(argv=None):
         return 2
     encode = getattr(adapter, "encode", adapter)
     describe = {key: _plain(getattr(adapter, key, None))
-                for key in ("model_types", "image_placement", "name", "version", "image_token_ids")}
+                for key in ("model_types", "image_placement", "name", "version", "image_token_ids",
+                            "supports_truncation")}
     print(json.dumps({"describe": describe}), flush=True)
     for line in sys.stdin:
         if not line.strip():
