@@ -152,3 +152,11 @@ def test_inline_image_markup_gets_absolute_paths_too() -> None:
     assert inline, "the XComposer2 oracle samples have inline <img>path</img> images"
     text = json.dumps(inline[0].adapter_example())
     assert "<img>images/" not in text and f"<img>{(GOLDEN / 'images').resolve()}" in text
+
+
+@needs_tokenizers
+def test_an_adapter_that_prints_to_stdout_does_not_break_the_worker_protocol() -> None:
+    done = _conform("--adapter", "example_adapters:chatty", "--adapter_path", str(ADAPTERS),
+                    "--adapter_python", sys.executable)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "211/211 cases equal" in done.stdout and "[chatty] encoding for yi-vl-6b-chat" in done.stderr

@@ -136,7 +136,12 @@ class _Worker:
         if not line:
             code = self.proc.wait()
             raise AdapterError(f"the adapter worker ended (exit {code}) without an answer")
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            self.proc.kill()
+            raise AdapterError(f"the adapter worker wrote a line that is not the protocol's JSON: {line[:200]!r}"
+                               ) from None
 
     def encode(self, model_type: str, example: dict[str, Any], **options: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None

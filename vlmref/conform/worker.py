@@ -2,7 +2,8 @@
 
 Standard library only, so it runs under any interpreter that can import the adapter: ``PY worker.py
 module:function`` reads one JSON request per line on stdin (``{"model_type", "example", "options"}``) and writes one
-JSON line per request: ``{"ok": {...}}`` with the adapter's result, or ``{"error": "Type: message"}``. The first line
+JSON line per request: ``{"ok": {...}}`` with the adapter's result, or ``{"error": "Type: message"}``. Only the
+protocol writes to stdout: anything the adapter or its framework prints goes to stderr. The first line
 it writes describes the adapter (``{"describe": {"model_types", "image_placement", "name", "version"}}``).
 
     $ echo '{"model_type": "qwen-vl-chat", "example": {"query": "hi", "response": "yo"}, "options": {}}' \\
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import traceback
 
@@ -43,16 +45,25 @@ def main(argv=None):
     if len(argv) != 1:
         print("usage: worker.py module:function", file=sys.stderr)
         return 2
+    # the protocol keeps the real stdout; whatever the adapter or its framework prints goes to stderr
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(obj):
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
     try:
         adapter = _load(argv[0])
     except Exception as err:  # noqa: BLE001 - reported to the parent as one line
-        print(json.dumps({"error": f"cannot load adapter {argv[0]}: {type(err).__name__}: {err}"}), flush=True)
+        send({"error": f"cannot load adapter {argv[0]}: {type(err).__name__}: {err}"})
         return 2
     encode = getattr(adapter, "encode", adapter)
     describe = {key: _plain(getattr(adapter, key, None))
                 for key in ("model_types", "image_placement", "name", "version", "image_token_ids",
                             "supports_truncation")}
-    print(json.dumps({"describe": describe}), flush=True)
+    send({"describe": describe})
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -62,7 +73,7 @@ def main(argv=None):
         except Exception as err:  # noqa: BLE001 - one failing case must not end the run
             last = traceback.extract_tb(err.__traceback__)[-1]
             result = {"error": f"{type(err).__name__}: {err} ({last.filename}:{last.lineno})"}
-        print(json.dumps(result), flush=True)
+        send(result)
     return 0
 
 
