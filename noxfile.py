@@ -119,85 +119,71 @@ def memory_results(session: nox.Session) -> None:
     session.run("vlmref", "memory", "--documented", "--out_dir", "benchmarks/results", "--stem", "memory_documented")
     session.run("vlmref", "memory", "--anchors", "--out_dir", "benchmarks/results", "--stem", "memory_anchors")
 
-@nox.session(name="conform-swift22")
-def conform_swift22(session: nox.Session) -> None:
-    """`vlmref conform` against the real ms-swift 2.2.0 (never in CI): the adapter benchmarks/conform/adapters/
-    swift22_adapter.py in its own venv (torch first, then benchmarks/conform/requirements-swift22.txt, the oracle's
-    pins), vlmref from this session's locked install; reports under benchmarks/results/conform/swift22{,-swift-2.2.0}.
-    Needs the real tokenizers (../shared/tokenizers or $VLMREF_TOKENIZERS_DIR) and the Qwen-VL / InternLM2 tokenizer
-    code extracted by `python scripts/oracle/upstream.py extract` ($VLMREF_UPSTREAM_DIR)."""
+CONFORM_OUT = "benchmarks/results/conform"
+LLAMAFACTORY_TORCH = ("torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1")  # see requirements-llamafactory.txt
+
+
+def _framework_venv(session: nox.Session, name: str, first: tuple[str, ...], requirements: str) -> Path:
+    """``.nox/conform-<name>-venv``: ``first`` installed alone (the torch build), then ``requirements`` (as
+    constraints too); its python."""
+    python = HERE / ".nox" / f"conform-{name}-venv" / "bin" / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(python.parent.parent), external=True)
+    session.run(str(python), "-m", "pip", "install", "-q", *first, external=True)
+    session.run(str(python), "-m", "pip", "install", "-q", "-c", requirements, "-r", requirements, external=True)
+    return python
+
+
+def _conform(session: nox.Session, python: Path, adapter: str, profile: str, stem: str, codes: list[int]) -> None:
+    """`vlmref conform` from this session's locked vlmref, the adapter in ``python``'s venv; reports to
+    benchmarks/results/conform/<stem>.{md,json}; the session's args go to `vlmref conform`."""
+    os.makedirs(CONFORM_OUT, exist_ok=True)
+    session.run("vlmref", "conform", "--adapter", adapter, "--adapter_path", "benchmarks/conform/adapters",
+                "--adapter_python", str(python), "--profile", profile, "--report", f"{CONFORM_OUT}/{stem}.md",
+                "--json", f"{CONFORM_OUT}/{stem}.json", *session.posargs, success_codes=codes)
+
+
+def _needs_upstream(session: nox.Session) -> None:
     if not os.environ.get("VLMREF_UPSTREAM_DIR"):
         session.error("set VLMREF_UPSTREAM_DIR (see scripts/oracle/upstream.py: fetch the repositories, then extract)")
-    venv = HERE / ".nox" / "conform-swift22-venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        session.run(sys.executable, "-m", "venv", str(venv), external=True)
-    session.run(str(python), "-m", "pip", "install", "-q", TORCH, external=True)
-    session.run(str(python), "-m", "pip", "install", "-q", "-r", "benchmarks/conform/requirements-swift22.txt",
-                external=True)
+
+
+@nox.session(name="conform-swift22")
+def conform_swift22(session: nox.Session) -> None:
+    """`vlmref conform` against the real ms-swift 2.2.0 (never in CI): benchmarks/conform/adapters/swift22_adapter.py
+    in its own venv (torch, then benchmarks/conform/requirements-swift22.txt, the oracle's pins); reports
+    benchmarks/results/conform/swift22{,-swift-2.2.0}.{md,json}: `official` (exit 1 expected: the recorded
+    deviations) and `swift-2.2.0` (must be 100 % equal). Needs the real tokenizers and the Qwen-VL / InternLM2
+    tokenizer code extracted by `python scripts/oracle/upstream.py extract` ($VLMREF_UPSTREAM_DIR)."""
+    _needs_upstream(session)
+    python = _framework_venv(session, "swift22", (TORCH,), "benchmarks/conform/requirements-swift22.txt")
     _install(session, "test")
-    out = "benchmarks/results/conform"
-    os.makedirs(out, exist_ok=True)
-    # official: exit 1 (a case differs) is the expected result, by the recorded deviations; swift-2.2.0 must be 0
-    for profile, stem, codes in (("official", "swift22", [0, 1]), ("swift-2.2.0", "swift22-swift-2.2.0", [0])):
-        session.run("vlmref", "conform", "--adapter", "swift22_adapter:encode",
-                    "--adapter_path", "benchmarks/conform/adapters", "--adapter_python", str(python),
-                    "--profile", profile, "--report", f"{out}/{stem}.md", "--json", f"{out}/{stem}.json",
-                    *session.posargs, success_codes=codes)
+    _conform(session, python, "swift22_adapter:encode", "official", "swift22", [0, 1])
+    _conform(session, python, "swift22_adapter:encode", "swift-2.2.0", "swift22-swift-2.2.0", [0])
 
 
 @nox.session(name="conform-swift-latest")
 def conform_swift_latest(session: nox.Session) -> None:
     """`vlmref conform` against the newest ms-swift (4.6.0; never in CI): benchmarks/conform/adapters/
-    swift_latest_adapter.py in its own venv (torch first, then benchmarks/conform/requirements-swift-latest.txt),
-    vlmref from this session's locked install; the report in benchmarks/results/conform/swift-latest.{md,json}.
-    Needs the real tokenizers (../shared/tokenizers or $VLMREF_TOKENIZERS_DIR) and the Qwen-VL / InternLM2 tokenizer
-    code extracted by `python scripts/oracle/upstream.py extract` ($VLMREF_UPSTREAM_DIR). Args go to `vlmref conform`
-    (e.g. `-- --model_type qwen-vl-chat`)."""
-    if not os.environ.get("VLMREF_UPSTREAM_DIR"):
-        session.error("set VLMREF_UPSTREAM_DIR (see scripts/oracle/upstream.py: fetch the repositories, then extract)")
-    venv = HERE / ".nox" / "conform-swift-latest-venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        session.run(sys.executable, "-m", "venv", str(venv), external=True)
-    session.run(str(python), "-m", "pip", "install", "-q", TORCH, external=True)  # first: the CPU wheel on disk
-    session.run(str(python), "-m", "pip", "install", "-q", "-c", "benchmarks/conform/requirements-swift-latest.txt",
-                "-r", "benchmarks/conform/requirements-swift-latest.txt", TORCH, external=True)
+    swift_latest_adapter.py in its own venv (torch, then benchmarks/conform/requirements-swift-latest.txt); the
+    report benchmarks/results/conform/swift-latest.{md,json} (exit 1 expected: where 4.x differs). Needs the real
+    tokenizers and $VLMREF_UPSTREAM_DIR as conform-swift22 (e.g. `-- --model_type qwen-vl-chat` narrows it)."""
+    _needs_upstream(session)
+    python = _framework_venv(session, "swift-latest", (TORCH,), "benchmarks/conform/requirements-swift-latest.txt")
     _install(session, "test")
-    out = "benchmarks/results/conform"
-    os.makedirs(out, exist_ok=True)
-    # exit 1 (a case differs) is the expected result: the report lists where ms-swift 4.x differs
-    session.run("vlmref", "conform", "--adapter", "swift_latest_adapter:encode",
-                "--adapter_path", "benchmarks/conform/adapters", "--adapter_python", str(python),
-                "--profile", "official", "--report", f"{out}/swift-latest.md", "--json", f"{out}/swift-latest.json",
-                *session.posargs, success_codes=[0, 1])
-
-
-LLAMAFACTORY_TORCH = ("torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1")  # see requirements-llamafactory.txt
+    _conform(session, python, "swift_latest_adapter:encode", "official", "swift-latest", [0, 1])
 
 
 @nox.session(name="conform-llamafactory")
 def conform_llamafactory(session: nox.Session) -> None:
     """`vlmref conform` against LLaMA-Factory 0.9.5 (never in CI): benchmarks/conform/adapters/llamafactory_adapter.py
     in its own venv (torch 2.9.1 + torchvision + torchaudio first, not TORCH: llamafactory imports torchaudio, which
-    fails beside the 2.13.0 CPU wheel; then benchmarks/conform/requirements-llamafactory.txt), vlmref from this
-    session's locked install; the report in benchmarks/results/conform/llamafactory.{md,json}. Needs the real
-    tokenizers (../shared/tokenizers or $VLMREF_TOKENIZERS_DIR). Args go to `vlmref conform`."""
-    venv = HERE / ".nox" / "conform-llamafactory-venv"
-    python = venv / "bin" / "python"
-    req = "benchmarks/conform/requirements-llamafactory.txt"
-    if not python.exists():
-        session.run(sys.executable, "-m", "venv", str(venv), external=True)
-    session.run(str(python), "-m", "pip", "install", "-q", *LLAMAFACTORY_TORCH, external=True)  # first, alone
-    session.run(str(python), "-m", "pip", "install", "-q", "-c", req, "-r", req, external=True)
+    fails beside the 2.13.0 CPU wheel; then benchmarks/conform/requirements-llamafactory.txt); the report
+    benchmarks/results/conform/llamafactory.{md,json} (exit 1 expected). Needs the real tokenizers."""
+    python = _framework_venv(session, "llamafactory", LLAMAFACTORY_TORCH,
+                             "benchmarks/conform/requirements-llamafactory.txt")
     _install(session, "test")
-    out = "benchmarks/results/conform"
-    os.makedirs(out, exist_ok=True)
-    # exit 1 (a case differs) is the expected result: the report lists where LLaMA-Factory's templates differ
-    session.run("vlmref", "conform", "--adapter", "llamafactory_adapter:encode",
-                "--adapter_path", "benchmarks/conform/adapters", "--adapter_python", str(python),
-                "--profile", "official", "--report", f"{out}/llamafactory.md", "--json", f"{out}/llamafactory.json",
-                *session.posargs, success_codes=[0, 1])
+    _conform(session, python, "llamafactory_adapter:encode", "official", "llamafactory", [0, 1])
 
 
 @nox.session(name="bench-a100")

@@ -52,10 +52,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "scripts" / "oracle"))  # the oracle's stand-ins (they import `upstream` top-level)
+from stand_ins import _install_llava_mm_utils as install_llava_mm_utils  # noqa: E402 - the llava.mm_utils stub
+
 IMAGE = -200  # LLaVA's placeholder id; also the stand-in's image rows (XComposer2)
 
 # vlmref model type -> (ms-swift model type, ms-swift template type)
@@ -148,18 +151,6 @@ def _model_dir(swift_type: str) -> str:
     return str(folder)
 
 
-def _install_llava_stub() -> None:
-    """``llava.mm_utils`` of the LLaVA / Yi repositories that swift's loaders git-clone: placeholder pixels."""
-    import torch
-
-    llava = sys.modules.setdefault("llava", ModuleType("llava"))
-    mm = ModuleType("llava.mm_utils")
-    mm.expand2square = lambda image, background: image
-    mm.process_images = lambda images, processor, config: torch.zeros(len(images), 3, 2, 2)
-    llava.mm_utils = mm
-    sys.modules["llava.mm_utils"] = mm
-
-
 class _ImageProcessor:
     image_mean = (0.48145466, 0.4578275, 0.40821073)
 
@@ -192,7 +183,7 @@ def _model_stand_in(swift_type: str):
                                img2emb=lambda image: (torch.full((image.shape[0], 256, 1), float(IMAGE)), None, None),
                                model=SimpleNamespace(tok_embeddings=embed))
     if swift_type in ("yi_vl", "llama3_llava_next", "llava_next_qwen"):
-        _install_llava_stub()
+        install_llava_mm_utils()
         inner = SimpleNamespace(dtype=torch.float32, config=SimpleNamespace(),
                                 vision_tower=SimpleNamespace(image_processor=_ImageProcessor()))
         return SimpleNamespace(dtype=torch.float32, model=inner, config=SimpleNamespace())
