@@ -196,6 +196,24 @@ def run(args: BenchArguments, result_path: str | None = None) -> int:
 
 
 def _run(items: list[Any], args: BenchArguments, device: str, out_dir: Any = None) -> int:
+    """The scenarios; under torchrun every rank then meets the others and closes the process group, so no rank exits
+    with the group's threads still running (gloo aborts such a process: "terminate called without an active
+    exception")."""
+    try:
+        return _run_all(items, args, device, out_dir)
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
+
+
+def _run_all(items: list[Any], args: BenchArguments, device: str, out_dir: Any = None) -> int:
     from ..bench import new_artifact, write_json_atomic
     from ..bench.env import environment
     from ..bench.gpu import RunExtras, run_items
