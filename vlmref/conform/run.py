@@ -70,6 +70,15 @@ class Reference:
         self.template_type = template_type
         self.tokenizer_for = tokenizer_factory(template_type, tokenizers_root)
         self._templates: dict[tuple, Template] = {}
+        self._metas: dict[tuple[str, ...], TemplateMeta] = {}
+
+    def with_deviations(self, official: TemplateMeta, subset: tuple) -> TemplateMeta:
+        """``official`` with ``subset``'s ms-swift fields applied, made once per subset (its templates are cached by
+        the meta's identity)."""
+        key = tuple(d.id for d in subset)
+        if key not in self._metas:
+            self._metas[key] = apply_deviations(official, subset) if subset else official
+        return self._metas[key]
 
     def encode(self, meta: TemplateMeta, case: ConformCase) -> dict[str, Any]:
         key = (id(meta), case.options.get("max_length"), case.options.get("truncation_strategy", "delete"))
@@ -85,7 +94,9 @@ class Reference:
 
 def image_marks(model_type: str, tokenizer: Any, adapter: Adapter) -> ImageIds:
     """The ids that mark image positions of ``model_type`` (see ``compare``)."""
-    step = get_media_step(MODELS.get(model_type).media_options.get("media") or _media(model_type))
+    from ..templates import TEMPLATES
+
+    step = get_media_step(TEMPLATES.get(MODELS.get(model_type).template).media)
     ids = {IMAGE_SENTINEL, *adapter.image_token_ids}
     for name in ("<image>", "<imgpad>"):
         try:
@@ -100,20 +111,13 @@ def image_marks(model_type: str, tokenizer: Any, adapter: Adapter) -> ImageIds:
     return ImageIds(frozenset(ids), open_close)
 
 
-def _media(model_type: str) -> str:
-    from ..templates import TEMPLATES
-
-    return TEMPLATES.get(MODELS.get(model_type).template).media
-
-
 def _explain(reference: Reference, official: TemplateMeta, case: ConformCase, got: Normalised, marks: ImageIds,
              profile: str) -> tuple[tuple[str, ...] | None, str]:
     """The smallest deviation set whose ms-swift fields, applied to the official meta, give ``got``."""
     candidates = [d for d in official.deviations if d.swift]
     for size in range(0, len(candidates) + 1):
         for subset in combinations(candidates, size):
-            meta = apply_deviations(official, subset) if subset else official
-            expected = normalise(reference.encode(meta, case), marks)
+            expected = normalise(reference.encode(reference.with_deviations(official, subset), case), marks)
             if first_difference(expected, got) is None:
                 both = (f" (both refuse the case, with different errors maybe: vlmref: {expected.error}; adapter: "
                         f"{got.error})" if got.error is not None else "")

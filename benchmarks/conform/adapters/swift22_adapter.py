@@ -132,23 +132,13 @@ def _result(inputs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@contextlib.contextmanager
-def _in_media_root():
-    here = os.getcwd()
-    os.chdir(MEDIA_ROOT)
-    try:
-        yield
-    finally:
-        os.chdir(here)
-
-
 def encode(model_type: str, example: dict[str, Any], max_length: int | None = None,
            truncation_strategy: str = "delete") -> dict[str, Any]:
     """ms-swift 2.2.0's encoding of ``example`` for vlmref's ``model_type``."""
     if model_type not in SWIFT_MODEL_TYPES:
         raise KeyError(f"ms-swift 2.2.0 has no model type for {model_type}")
     # the worker's stdout carries only its JSON lines
-    with contextlib.redirect_stdout(sys.stderr), _in_media_root():
+    with contextlib.redirect_stdout(sys.stderr), contextlib.chdir(MEDIA_ROOT):
         template = _template(model_type)
         template.max_length = max_length
         template.truncation_strategy = truncation_strategy
